@@ -1,0 +1,113 @@
+"""ClientHost: holds some clients' shards and one model copy (with its frozen prefix). No Ray.
+
+A host trains the clients it is given in a round one after another, each starting from the
+global tensors, and returns one weighted partial sum. With one client per host (the default)
+this is the paper's client; the Ray backend wraps a host in a thin actor.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fedray.config import ExperimentConfig
+from fedray.data import DatasetInfo, Shard, load_rows
+from fedray.model import build_model
+from fedray.schedules import StageSpec
+from fedray.training import PartialSum, configure_trainable, local_train
+
+
+@dataclass(frozen=True)
+class RoundTask:
+    """One host's share of a round: which of its clients train, under which stage."""
+
+    host: int
+    round: int  # 0-based global round index
+    spec: StageSpec
+    clients: tuple[int, ...]  # client ids, ascending: the fixed summation order
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """One client's local-training figures for one round."""
+
+    client: int
+    num_samples: int
+    steps: int
+    loss: float
+    seconds: float
+
+
+@dataclass
+class HostResult:
+    """A host's weighted partial sum plus per-client stats."""
+
+    host: int
+    partial: PartialSum
+    clients: list[ClientStats] = field(default_factory=list)
+
+
+def client_seed(seed: int, round_idx: int, client: int) -> int:
+    """Independent, reproducible seed for one client's local training in one round."""
+    return int(np.random.SeedSequence([seed, round_idx, client]).generate_state(1)[0])
+
+
+def load_state(model: torch.nn.Module, state: dict[str, np.ndarray]) -> None:
+    """Copy numpy tensors into the model in place (object-store arrays are read-only views)."""
+    current = model.state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # non-writable numpy: we only read it
+        for name, value in state.items():
+            current[name].copy_(torch.from_numpy(value))
+
+
+def to_numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {n: t.detach().cpu().numpy() for n, t in state.items()}
+
+
+class ClientHost:
+    """One or more clients sharing a model copy; decodes its clients' rows once, at start."""
+
+    def __init__(self, cfg: ExperimentConfig, info: DatasetInfo, rows: dict[int, np.ndarray], device: str = "cpu",
+                 threads: int | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.cfg = cfg
+        self.device = torch.device(device)
+        max_length = max((t.max_length for t in cfg.model.towers.values()), default=32)
+        self.shards: dict[int, Shard] = {c: load_rows(info, r, max_length) for c, r in sorted(rows.items())}
+        self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
+        self._stage: int | None = None
+
+    def sizes(self) -> dict[int, int]:
+        """Samples per client."""
+        return {c: len(s) for c, s in self.shards.items()}
+
+    def sync_prefix(self, state: dict[str, np.ndarray]) -> None:
+        """Receive up-to-date values of frozen groups (sent once per stage, when they changed)."""
+        load_state(self.model, state)
+
+    def _enter_stage(self, spec: StageSpec) -> None:
+        self.model.set_depths(spec.depths)
+        configure_trainable(self.model, spec)
+        self._stage = spec.index
+
+    def train(self, task: RoundTask, payload: dict[str, np.ndarray]) -> HostResult:
+        """Train ``task.clients`` in order from the global tensors ``payload``; sum their updates."""
+        spec = task.spec
+        if self._stage != spec.index:
+            self._enter_stage(spec)
+        result = HostResult(task.host, PartialSum())
+        for client in task.clients:
+            start = time.perf_counter()
+            load_state(self.model, payload)
+            stats = local_train(self.model, self.shards[client], spec, self.cfg.train,
+                                client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment)
+            result.partial.add(stats.num_samples, to_numpy(self.model.state(spec.exchanged)))
+            result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
+                                              time.perf_counter() - start))
+        return result

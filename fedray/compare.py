@@ -1,0 +1,76 @@
+"""``fedray compare``: the three methods on one config, side by side."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import replace
+from typing import Any
+
+from fedray.api import RunResult, run_experiment
+from fedray.config import ExperimentConfig
+from fedray.rundir import RunDir
+
+METHODS = ("fedmml", "lw", "prog")
+COLUMNS = ("method", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "comm_mb", "comm_vs_fedmml",
+           "wall_s")
+
+
+def comparison_rows(results: dict[str, RunResult]) -> list[dict[str, Any]]:
+    """One row per method with final metrics, communication and its ratio to FedMML."""
+    base = results["fedmml"].summary["resources"]["comm_bytes"] if "fedmml" in results else None
+    rows = []
+    for method, res in results.items():
+        s = res.summary
+        comm = s["resources"]["comm_bytes"]
+        row: dict[str, Any] = {"method": method, **{k: s["metrics"].get(k) for k in COLUMNS[1:7]}}
+        row["comm_mb"] = comm / 1e6
+        row["comm_vs_fedmml"] = (base / comm) if base and comm else None  # "2.3x less" reads as 2.3
+        row["wall_s"] = s["wall_time_s"]
+        rows.append(row)
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    return str(v)
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    cols = list(rows[0]) if rows else list(COLUMNS)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def compare(cfg: ExperimentConfig, out: str | None = None, *, address: str | None = None,
+            progress: Callable[[str], None] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Run fedmml, lw and prog on ``cfg`` into ``out/<method>``; write comparison.csv and .md."""
+    root = RunDir.create(out, f"compare-{cfg.name}")
+    session: Any = nullcontext()
+    if cfg.runtime.backend == "ray":  # one Ray start for all three runs
+        from fedray.backend import ray_session
+
+        session = ray_session(cfg.runtime, address)
+    results: dict[str, RunResult] = {}
+    with session:
+        for method in METHODS:
+            run_cfg = replace(cfg, train=replace(cfg.train, method=method))
+            results[method] = run_experiment(run_cfg, str(root.path / method), address=address, progress=progress)
+    rows = comparison_rows(results)
+    root.write_text("comparison.csv", to_csv(rows))
+    root.write_text("comparison.md", to_markdown(rows))
+    return str(root.path), rows

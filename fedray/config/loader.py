@@ -1,0 +1,170 @@
+"""Strict YAML loading: presets, files and dotted ``--set`` overrides into ``ExperimentConfig``.
+
+Every unknown key or wrong type raises :class:`ConfigError` naming the full dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedray.config.schema import ConfigError, ExperimentConfig
+
+
+def preset_names() -> list[str]:
+    """Names of the presets packaged in ``fedray/config/presets``."""
+    files = resources.files("fedray.config").joinpath("presets").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_raw(path: str | None = None, preset: str | None = None) -> dict[str, Any]:
+    """Read a config file and/or preset into a plain dict, resolving ``preset:`` chains."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {path}: not found")
+        raw = _read_yaml(p.read_text(), f"config file {path}")
+        preset = raw.pop("preset", preset) if preset is None else preset
+    if preset is None:
+        return raw
+    if preset not in preset_names():
+        raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(preset_names())}")
+    text = resources.files("fedray.config").joinpath(f"presets/{preset}.yaml").read_text()
+    base = _read_yaml(text, f"preset {preset}")
+    parent = base.pop("preset", None)
+    if parent is not None:
+        base = merge(load_raw(preset=parent), base)
+    return merge(base, raw)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3``, ``[0,1]``, ``lw``)."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.method=lw")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    return out
+
+
+def build(raw: dict[str, Any]) -> ExperimentConfig:
+    """Turn a plain dict into a validated ``ExperimentConfig`` (strict: unknown keys are errors)."""
+    return _convert(ExperimentConfig, raw, "")
+
+
+def load_config(path: str | None = None, preset: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a config from a file and/or preset plus overrides."""
+    if path is None and preset is None:
+        preset = "default"
+    return build(apply_overrides(load_raw(path, preset), overrides or []))
+
+
+def to_dict(cfg: Any) -> Any:
+    """A dataclass tree as plain YAML-ready values."""
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML that ``load_config(path)`` reads back to an equal config."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path or '<root>'}': expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp) if f.init}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ConfigError(
+                f"config key '{_join(path, str(unknown[0]))}': unknown key; valid keys here: {', '.join(sorted(names))}"
+            )
+        kwargs = {k: _convert(hints[k], v, _join(path, k)) for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except ConfigError as err:
+            msg = str(err)
+            if path and msg.startswith("config key '"):  # re-root a nested key: 'beta' -> 'data.partition.beta'
+                msg = f"config key '{path}." + msg[len("config key '"):]
+            raise ConfigError(msg) from None
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, path)
+            except ConfigError as err:
+                errors.append(err)
+        raise ConfigError(f"config key '{path}': {value!r} does not match {_type_name(tp)}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{path}': expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}': expected a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _convert(item, v, _join(path, str(k))) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}': expected a number, got {value!r}")
+        return float(value)
+    if tp in (int, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"config key '{path}': expected {tp.__name__}, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "")

@@ -1,0 +1,218 @@
+"""The experiment configuration: one tree of frozen dataclasses.
+
+Field names are the YAML keys. Each dataclass validates itself in ``__post_init__`` and
+raises :class:`ConfigError` naming the dotted key, so bad input is rejected before any
+data is read or Ray is started. Cross-section checks live in ``ExperimentConfig``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the offending key."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"config key '{key}': {msg}")
+
+
+ARCHS = ("vit", "bert", "distilbert", "ast")
+METHODS = ("fedmml", "lw", "prog")
+ALLOCATIONS = ("uniform", "skewed")
+
+
+@dataclass(frozen=True)
+class TowerConfig:
+    """One modality's encoder, built from a transformers config or a checkpoint."""
+
+    arch: str = "vit"  # vit (images) | bert | distilbert (text) | ast (audio spectrograms)
+    hidden_size: int = 64
+    num_layers: int = 2  # blocks in the full tower; staged methods grow towards it
+    num_heads: int = 2
+    intermediate_size: int = 128
+    # Blocks appended per stage; None derives ceil(num_layers / stages) (paper: image 2, text 1).
+    blocks_per_stage: int | None = None
+    patch_size: int = 4  # vit: square patches; ast: square patches over (frames, features)
+    dropout: float = 0.0
+    max_length: int = 32  # text: tokens per caption (padding and truncation)
+    checkpoint: str | None = None  # local directory or hub id; None = random init from the seed
+
+    def __post_init__(self) -> None:
+        _check(self.arch in ARCHS, "arch", f"unknown architecture {self.arch!r}; expected one of {ARCHS}")
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "max_length"):
+            _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
+        _check(self.hidden_size % self.num_heads == 0, "hidden_size", "must be divisible by num_heads")
+        _check(self.blocks_per_stage is None or self.blocks_per_stage > 0, "blocks_per_stage", "must be positive")
+        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Projection heads, one per tower, created once and kept across stages."""
+
+    kind: str = "mlp"  # paper: bias-free Linear-BN-ReLU stack, last BN without affine; mlp: Linear-ReLU stack
+    hidden_size: int = 128  # paper: 4096
+    out_dim: int = 64  # paper: 256
+    num_layers: int = 2  # paper: 3
+    dropout: float = 0.0  # paper: 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("paper", "mlp"), "kind", f"unknown head kind {self.kind!r}; expected 'paper' or 'mlp'")
+        for name in ("hidden_size", "out_dim", "num_layers"):
+            _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
+        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Towers keyed by modality name (image, text, audio) plus heads and the loss."""
+
+    towers: dict[str, TowerConfig] = field(
+        default_factory=lambda: {"image": TowerConfig(arch="vit"), "text": TowerConfig(arch="bert")}
+    )
+    head: HeadConfig = field(default_factory=HeadConfig)
+    temperature: float = 0.05  # fixed InfoNCE temperature (paper: 0.05, not learned)
+
+    def __post_init__(self) -> None:
+        _check(len(self.towers) >= 2, "towers", "a multimodal model needs at least two towers")
+        _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
+        for name, tower in self.towers.items():
+            _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")
+            expected = {"image": ("vit",), "text": ("bert", "distilbert"), "audio": ("ast", "vit")}[name]
+            _check(tower.arch in expected, f"towers.{name}.arch", f"{tower.arch!r} cannot encode {name}; use one of {expected}")
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How the training rows are split over clients."""
+
+    kind: str = "iid"  # iid | dirichlet (per-class Dir(beta) label skew)
+    beta: float = 0.5
+    label_column: str = "label"
+    min_size: int | None = None  # smallest shard allowed; None = the batch size
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("iid", "dirichlet"), "kind", f"unknown partition {self.kind!r}; expected 'iid' or 'dirichlet'")
+        _check(self.beta > 0, "beta", f"must be > 0, got {self.beta}")
+        _check(self.min_size is None or self.min_size > 0, "min_size", "must be positive")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, how many clients, and how it is partitioned."""
+
+    source: str = "emoji"  # an embedded set (emoji, avdigits), a Parquet path, or an s3:// URI
+    num_clients: int = 4
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    train_limit: int | None = None  # use only the first N training rows (quick runs)
+    eval_limit: int | None = None  # evaluate on at most N held-out rows
+    augment: bool = False  # random flips/crops of training images
+
+    def __post_init__(self) -> None:
+        _check(self.num_clients > 0, "num_clients", f"must be positive, got {self.num_clients}")
+        _check(self.train_limit is None or self.train_limit > 0, "train_limit", "must be positive")
+        _check(self.eval_limit is None or self.eval_limit > 1, "eval_limit", "must be at least 2")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The federated schedule and local optimisation."""
+
+    method: str = "lw"  # fedmml (end to end) | lw (layer-wise) | prog (progressive)
+    stages: int = 2  # S; fedmml runs as one stage of sum(rounds) rounds
+    rounds: list[int] | str = "uniform"  # per-stage rounds, or a named allocation of total_rounds
+    total_rounds: int = 4  # used by the named allocations
+    # Base learning rate per parameter group (a tower name, or "head"): one value or one per stage.
+    lr: dict[str, float | list[float]] = field(default_factory=lambda: {"image": 1e-3, "text": 1e-3, "head": 1e-3})
+    lr_batch_scaling: bool = True  # lr = base * batch_size / 256, as in the paper
+    weight_decay: float = 0.01  # towers (AdamW default, as in the paper)
+    head_weight_decay: float = 1e-6
+    local_epochs: int = 1
+    batch_size: int = 32
+    participation: float = 1.0  # fraction of clients sampled per round
+    seed: int = 42
+    eval_every: int = 1  # evaluate every N rounds (and always after the last)
+
+    def __post_init__(self) -> None:
+        _check(self.method in METHODS, "method", f"unknown method {self.method!r}; expected one of {METHODS}")
+        _check(self.stages > 0, "stages", f"must be positive, got {self.stages}")
+        if isinstance(self.rounds, str):
+            _check(self.rounds in ALLOCATIONS, "rounds", f"unknown allocation {self.rounds!r}; expected {ALLOCATIONS} or a list")
+        else:
+            _check(len(self.rounds) == self.stages, "rounds",
+                   f"has {len(self.rounds)} entries but train.stages is {self.stages}")
+            _check(all(r >= 0 for r in self.rounds), "rounds", "entries must be >= 0")
+            _check(sum(self.rounds) > 0, "rounds", "at least one stage needs rounds")
+        _check(self.total_rounds > 0, "total_rounds", "must be positive")
+        for group, value in self.lr.items():
+            values = value if isinstance(value, list) else [value]
+            _check(all(v >= 0 and math.isfinite(v) for v in values), f"lr.{group}", f"rates must be finite and >= 0, got {value}")
+            _check(not isinstance(value, list) or len(value) == self.stages, f"lr.{group}",
+                   f"has {len(values)} entries but train.stages is {self.stages}")
+        _check(self.weight_decay >= 0 and self.head_weight_decay >= 0, "weight_decay", "must be >= 0")
+        _check(self.local_epochs > 0, "local_epochs", "must be positive")
+        _check(self.batch_size > 1, "batch_size", "must be at least 2 (in-batch negatives)")
+        _check(0.0 < self.participation <= 1.0, "participation", f"must be in (0, 1], got {self.participation}")
+        _check(self.eval_every > 0, "eval_every", "must be positive")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how clients run."""
+
+    backend: str = "ray"  # ray | local (same loop, in this process, no Ray)
+    address: str | None = None  # Ray cluster to join; None = RAY_ADDRESS or a new local Ray
+    num_cpus: int | None = None  # CPUs of a local Ray that fedray starts (None = all)
+    client_cpus: float | None = None  # per client actor; None = share the cluster's CPUs (at most 1 each)
+    client_gpus: float = 0.0  # per client actor, used only when the cluster has GPUs
+    server_cpus: float = 0.25  # the driver actor that runs the round loop (CPU only)
+    torch_threads: int | None = None  # per client actor; None = max(1, floor(client_cpus))
+    round_timeout: float = 600.0  # seconds to wait for a round's cohort
+
+    def __post_init__(self) -> None:
+        _check(self.backend in ("ray", "local"), "backend", f"unknown backend {self.backend!r}; expected 'ray' or 'local'")
+        _check(self.client_cpus is None or self.client_cpus > 0, "client_cpus", "must be > 0")
+        _check(self.client_gpus >= 0, "client_gpus", "must be >= 0")
+        _check(self.server_cpus >= 0, "server_cpus", "must be >= 0")
+        _check(self.client_gpus <= 1 or self.client_gpus == int(self.client_gpus), "client_gpus",
+               "fractions above 1 GPU must be whole numbers")
+        _check(self.num_cpus is None or self.num_cpus > 0, "num_cpus", "must be positive")
+        _check(self.torch_threads is None or self.torch_threads > 0, "torch_threads", "must be positive")
+        _check(self.round_timeout > 0, "round_timeout", "must be positive")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: what to train, on which data, how, and where."""
+
+    name: str = "fedray"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")
+        for name, tower in self.model.towers.items():
+            bps = blocks_per_stage(tower, self.train.stages)
+            _check(bps * self.train.stages <= tower.num_layers or tower.blocks_per_stage is None,
+                   f"model.towers.{name}.blocks_per_stage",
+                   f"{self.train.stages} stages x {bps} blocks = {bps * self.train.stages} blocks requested, "
+                   f"but the tower has {tower.num_layers}")
+        groups = set(self.model.towers) | {"head"}
+        for group in self.train.lr:
+            _check(group in groups, f"train.lr.{group}", f"not a parameter group; expected one of {sorted(groups)}")
+        for group in groups - set(self.train.lr):
+            raise ConfigError(f"config key 'train.lr.{group}': missing; every tower and 'head' needs a learning rate")
+        if self.data.partition.min_size is not None:
+            _check(self.data.partition.min_size >= self.train.batch_size, "data.partition.min_size",
+                   f"must be >= train.batch_size ({self.train.batch_size}) or clients take no step")
+
+
+def blocks_per_stage(tower: TowerConfig, stages: int) -> int:
+    """Blocks a tower appends per stage: explicit, or spread evenly over the stages."""
+    return tower.blocks_per_stage or math.ceil(tower.num_layers / stages)

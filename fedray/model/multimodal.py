@@ -1,0 +1,88 @@
+"""The multimodal model: a mapping of towers, one projection head per tower, and its layer groups.
+
+Group names are ``<tower>.embed``, ``<tower>.block.<i>``, ``<tower>.final_norm`` and ``<tower>.head``.
+They are the unit that schedules freeze, train and exchange. ``state(groups)`` returns exactly the
+tensors (parameters and buffers, such as the heads' BatchNorm statistics) of those groups.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedray.config import ModelConfig
+from fedray.model.heads import projection_head
+from fedray.model.losses import contrastive_loss
+from fedray.model.towers import InputSpec, Tower, build_tower
+
+
+class MultimodalModel(nn.Module):
+    """Towers keyed by modality, each followed by its projection head."""
+
+    def __init__(self, towers: dict[str, Tower], heads: dict[str, nn.Module], temperature: float) -> None:
+        super().__init__()
+        self.towers = nn.ModuleDict(towers)
+        self.heads = nn.ModuleDict(heads)
+        self.temperature = temperature
+        # Tensor name -> group, fixed at build time (module structure never changes afterwards).
+        self._group_of = {name: _group_of(name) for name in self.state_dict(keep_vars=True)}
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.towers)
+
+    def set_depths(self, depths: dict[str, int]) -> None:
+        """Make the first ``depths[t]`` blocks of each tower present."""
+        for name, depth in depths.items():
+            self.towers[name].depth = depth
+
+    def groups(self) -> list[str]:
+        """Every layer group present at the current depths."""
+        out = []
+        for name, tower in self.towers.items():
+            out += [f"{name}.{g}" for g in tower.groups()] + [f"{name}.head"]
+        return out
+
+    def group_module(self, group: str) -> nn.Module:
+        tower, _, rest = group.partition(".")
+        return self.heads[tower] if rest == "head" else self.towers[tower].group_module(rest)
+
+    def group_of(self, tensor_name: str) -> str:
+        return self._group_of[tensor_name]
+
+    def state(self, groups: set[str] | frozenset[str]) -> dict[str, torch.Tensor]:
+        """Parameters and buffers of ``groups``, by name, in a fixed order (detached, not copied)."""
+        return {n: t for n, t in self.state_dict().items() if self._group_of[n] in groups}
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """L2-normalised projections per modality, each [B, out_dim]."""
+        return {m: F.normalize(self.heads[m](self.towers[m](batch)), dim=-1) for m in self.towers}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return contrastive_loss(self.encode(batch), self.temperature)
+
+
+def _group_of(name: str) -> str:
+    parts = name.split(".")
+    if parts[0] == "heads":
+        return f"{parts[1]}.head"
+    tower, module = parts[1], parts[2]
+    if module == "blocks":
+        return f"{tower}.block.{parts[3]}"
+    return f"{tower}.{'embed' if module == 'embeddings' else module}"
+
+
+def lr_group(group: str) -> str:
+    """The learning-rate group of a layer group: its tower's name, or ``head``."""
+    tower, _, rest = group.partition(".")
+    return "head" if rest == "head" else tower
+
+
+def build_model(cfg: ModelConfig, inputs: dict[str, InputSpec], seed: int) -> MultimodalModel:
+    """Build the full-depth model deterministically from ``seed`` (same weights on every party)."""
+    towers = {m: build_tower(t, inputs[m], m, seed + 1000 * i) for i, (m, t) in enumerate(cfg.towers.items())}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 7)
+        heads = {m: projection_head(towers[m].hidden_size, cfg.head) for m in towers}
+    return MultimodalModel(towers, heads, cfg.temperature)

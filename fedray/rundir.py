@@ -1,0 +1,82 @@
+"""Run directories: created fresh, written atomically, never overwriting an earlier run.
+
+``summary.json`` is written last and only on success; a failed run leaves ``FAILED`` instead,
+so nothing half-written looks like a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+class OutputError(ValueError):
+    """The output location cannot be used."""
+
+
+class RunDir:
+    """A run's output directory on local disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._rows: list[str] = []
+
+    @classmethod
+    def create(cls, out: str | None, name: str, root: str = "runs") -> "RunDir":
+        """Claim ``out`` (must be absent or empty) or a fresh ``<root>/<name>-<timestamp>``."""
+        if out is not None:
+            path = Path(out)
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise OutputError(f"--out {out}: exists and is not empty; fedray never overwrites an earlier run")
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"--out {out}: cannot create it ({err.strerror})") from None
+            _check_writable(path)
+            return cls(path)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"run root {root}: cannot create it ({err.strerror})") from None
+        for i in range(1000):
+            path = Path(root) / (f"{name}-{stamp}" + (f"-{i}" if i else ""))
+            try:
+                path.mkdir()  # exclusive: two runs started in the same second get different dirs
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise OutputError(f"run root {root}: cannot create a run directory ({err.strerror})") from None
+            _check_writable(path)
+            return cls(path)
+        raise OutputError(f"run root {root}: too many runs named {name}-{stamp}")
+
+    def write_text(self, name: str, text: str) -> None:
+        """Write a file atomically (temp file in the same directory, then rename)."""
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.path / name)
+
+    def write_json(self, name: str, data: Any) -> None:
+        self.write_text(name, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+    def append_row(self, row: dict[str, Any]) -> None:
+        """Add one metrics row; ``metrics.jsonl`` is rewritten atomically so it is never torn."""
+        self._rows.append(json.dumps(row, default=_jsonable))
+        self.write_text("metrics.jsonl", "\n".join(self._rows) + "\n")
+
+
+def _check_writable(path: Path) -> None:
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"output directory {path}: not writable")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,141 @@
+"""The server's stage/round loop, shared by every method and every fleet. No Ray.
+
+Per round: sample a cohort, send the exchanged tensors (and, once per stage, frozen groups a
+client has not seen since they last changed), aggregate the returned partial sums in host
+order, evaluate every ``eval_every`` rounds. ``run()`` yields one record per round, then
+returns a :class:`RunOutcome`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedray.client import HostResult, RoundTask, load_state, to_numpy
+from fedray.config import ExperimentConfig
+from fedray.data import Shard
+from fedray.model import MultimodalModel
+from fedray.schedules import StageSpec
+from fedray.server.fleet import Fleet
+from fedray.training import combine, evaluate, nbytes, weighted_mean
+
+
+@dataclass
+class RunOutcome:
+    """The end of a run: final metrics, totals, and the global model's tensors."""
+
+    metrics: dict[str, float]
+    comm_bytes: int
+    rounds: int
+    state: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+
+def cohort_size(num_clients: int, participation: float) -> int:
+    return max(1, min(num_clients, round(participation * num_clients)))
+
+
+class Orchestrator:
+    """Runs a schedule over a fleet and keeps the global model."""
+
+    def __init__(self, cfg: ExperimentConfig, model: MultimodalModel, schedule: list[StageSpec], fleet: Fleet,
+                 host_of: dict[int, int], eval_shard: Shard) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.schedule = schedule
+        self.fleet = fleet
+        self.host_of = host_of  # client id -> host index
+        self.eval_shard = eval_shard
+        self.num_clients = len(host_of)
+        self.rng = np.random.default_rng(cfg.train.seed)  # cohort sampling
+        # Stage up to which each client / host holds current values of every frozen group.
+        self.client_synced = {c: 0 for c in host_of}
+        self.host_synced = {h: 0 for h in set(host_of.values())}
+        self.changed: dict[int, frozenset[str]] = {}  # stage -> groups that training changed in it
+        self.comm_bytes = 0
+
+    def _stale(self, synced: int, stage: StageSpec) -> set[str]:
+        """Frozen groups changed by training since stage ``synced``."""
+        out: set[str] = set()
+        for s in range(synced, stage.index):
+            out |= self.changed.get(s, frozenset())
+        return out & stage.frozen
+
+    def run(self) -> Generator[dict[str, Any], None, RunOutcome]:
+        """Run every stage; yield a metrics record per round."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        k = cohort_size(self.num_clients, cfg.train.participation)
+        total_rounds = sum(s.rounds for s in self.schedule)
+        metrics: dict[str, float] = {}
+        round_idx = 0
+        for spec in self.schedule:
+            if spec.rounds == 0:
+                continue
+            self.model.set_depths(spec.depths)
+            self.changed[spec.index] = spec.trainable
+            for stage_round in range(spec.rounds):
+                start = time.perf_counter()
+                cohort = sorted(int(c) for c in self.rng.choice(self.num_clients, k, replace=False))
+                payload = to_numpy(self.model.state(spec.exchanged))
+                sent, received, prefix, prefix_hosts = self._plan_prefix(spec, cohort, nbytes(payload))
+                tasks = self._tasks(spec, round_idx, cohort)
+                results = self.fleet.run_round(tasks, payload, prefix, prefix_hosts)
+                self._aggregate(results, payload)
+                self.comm_bytes += sent + received
+                round_idx += 1
+                record = {
+                    "method": cfg.train.method, "stage": spec.index + 1, "round": round_idx,
+                    "stage_round": stage_round + 1, "cohort": len(cohort),
+                    "train/loss": _mean_loss(results),
+                    "comm/bytes_to_clients": sent, "comm/bytes_from_clients": received,
+                    "comm/total_bytes": self.comm_bytes,
+                    "time/round_s": time.perf_counter() - start,
+                }
+                if round_idx % cfg.train.eval_every == 0 or round_idx == total_rounds:
+                    metrics = evaluate(self.model, self.eval_shard, cfg.train.batch_size)
+                    record.update(metrics)
+                record["time/elapsed_s"] = time.perf_counter() - t0
+                yield record
+        state = to_numpy({n: t.clone() for n, t in self.model.state_dict().items()})
+        return RunOutcome(metrics, self.comm_bytes, round_idx, state)
+
+    def _plan_prefix(self, spec: StageSpec, cohort: list[int], payload_bytes: int
+                     ) -> tuple[int, int, dict[str, np.ndarray] | None, set[int]]:
+        """Bytes to and from the cohort, and the frozen groups hosts must receive before training."""
+        sent = received = 0
+        for c in cohort:
+            stale = self._stale(self.client_synced[c], spec)
+            sent += payload_bytes + (nbytes(to_numpy(self.model.state(stale))) if stale else 0)
+            received += payload_bytes
+            self.client_synced[c] = spec.index
+        hosts = {self.host_of[c] for c in cohort}
+        needy = {h for h in hosts if self._stale(self.host_synced[h], spec)}
+        groups = set().union(*(self._stale(self.host_synced[h], spec) for h in needy)) if needy else set()
+        for h in hosts:
+            self.host_synced[h] = spec.index
+        prefix = to_numpy(self.model.state(groups)) if groups else None
+        return sent, received, prefix, needy
+
+    def _tasks(self, spec: StageSpec, round_idx: int, cohort: list[int]) -> list[RoundTask]:
+        by_host: dict[int, list[int]] = {}
+        for c in cohort:
+            by_host.setdefault(self.host_of[c], []).append(c)
+        return [RoundTask(h, round_idx, spec, tuple(cs)) for h, cs in sorted(by_host.items())]
+
+    def _aggregate(self, results: list[HostResult], payload: dict[str, np.ndarray]) -> None:
+        total = combine([r.partial for r in sorted(results, key=lambda r: r.host)])
+        if total.weight == 0:
+            return  # nobody returned samples: keep the global model
+        with torch.no_grad():
+            load_state(self.model, weighted_mean(total, payload))
+
+
+def _mean_loss(results: list[HostResult]) -> float:
+    stats = [c for r in results for c in r.clients if not math.isnan(c.loss)]
+    weight = sum(c.num_samples for c in stats)
+    return sum(c.loss * c.num_samples for c in stats) / weight if weight else math.nan
