@@ -30,11 +30,13 @@ class RunResult:
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: str | None = None,
-                   progress: Callable[[str], None] | None = None) -> RunResult:
+                   progress: Callable[[str], None] | None = None,
+                   on_record: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
     """Validate, plan, run one method end to end, and write the run directory.
 
     Everything that can be checked (config, dataset, partition, output location) is checked
-    before Ray starts or any model is built.
+    before Ray starts or any model is built. ``progress`` receives one line per round (default:
+    stderr); ``on_record`` receives each round's metrics record (Tune reports from it).
     """
     plan = plan_run(cfg)
     run_dir = RunDir.create(out, cfg.name)
@@ -52,6 +54,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
             rows.append(record)
             run_dir.append_row(record)
             say(_progress_line(record))
+            if on_record is not None:
+                on_record(record)
         assert outcome is not None, "the run ended without a final result"
     except BaseException as err:
         run_dir.write_text("FAILED", f"{type(err).__name__}: {err}\n")
