@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
-from fedray.config import ExperimentConfig, dump_yaml
+from fedray.config import ConfigError, ExperimentConfig, dump_yaml
+from fedray.config.loader import build, to_dict
 from fedray.plan import RunPlan, make_orchestrator, plan_run
 from fedray.rundir import RunDir
+from fedray.server import checkpoint
 
 RESULT_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 
@@ -41,15 +44,50 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
     plan = plan_run(cfg)
     run_dir = RunDir.create(out, cfg.name)
     run_dir.write_text("config.yaml", dump_yaml(cfg))
+    return _execute(plan, run_dir, [], None, address, progress, on_record)
+
+
+def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, address: str | None = None,
+                      progress: Callable[[str], None] | None = None,
+                      on_record: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Continue ``run_dir`` from its last checkpoint, in the same directory.
+
+    ``cfg`` (optional) must equal the checkpoint's config except ``runtime.*`` keys; without it the
+    run's own config is used. The result equals an uninterrupted run with the same seed.
+    """
+    saved = checkpoint.load(run_dir)
+    if cfg is None:
+        cfg = build(saved["config"])
+    else:
+        diff = checkpoint.config_diff(saved["config"], to_dict(cfg))
+        if diff:
+            raise ConfigError(f"--resume {run_dir}: the checkpoint was written with a different config: "
+                              f"{checkpoint.describe_diff(saved['config'], to_dict(cfg), diff)}; resume without "
+                              "config arguments to use the run's own config, or start a new run")
+    plan = plan_run(cfg)
+    rows = list(saved["rows"])
+    rdir = RunDir.reopen(run_dir, rows)  # metrics.jsonl goes back to the checkpoint's rows
+    rdir.write_text("config.yaml", dump_yaml(cfg))
+    return _execute(plan, rdir, rows, saved["state"], address, progress, on_record)
+
+
+def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], resume: dict[str, Any] | None,
+             address: str | None, progress: Callable[[str], None] | None,
+             on_record: Callable[[dict[str, Any]], None] | None) -> RunResult:
+    """Drive the rounds, write rows, checkpoints, the final model and the summary."""
+    cfg = plan.cfg
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()
-    rows: list[dict[str, Any]] = []
     try:
         outcome = None
-        for record in _records(plan, address):
+        for record in _records(plan, address, resume, run_dir):
             if "__outcome__" in record:
                 outcome = record["__outcome__"]
                 break
+            if "__checkpoint__" in record:
+                checkpoint.save(run_dir.path / checkpoint.CHECKPOINT,
+                                checkpoint.checkpoint_payload(to_dict(cfg), list(rows), record["__checkpoint__"]))
+                continue
             record = _clean(record)
             rows.append(record)
             run_dir.append_row(record)
@@ -60,6 +98,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
     except BaseException as err:
         run_dir.write_text("FAILED", f"{type(err).__name__}: {err}\n")
         raise
+    checkpoint.save(run_dir.path / checkpoint.MODEL, {n: torch.from_numpy(np.array(v)) for n, v in outcome.state.items()})
     summary = {
         "name": cfg.name,
         "method": cfg.train.method,
@@ -67,7 +106,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
         "rounds": outcome.rounds,
         "stages": cfg.train.stages if cfg.train.method != "fedmml" else 1,
         "clients": cfg.data.num_clients,
-        "metrics": _clean({k.removeprefix("eval/"): v for k, v in outcome.metrics.items()}),
+        "metrics": _clean({k.removeprefix("eval/"): v for k, v in (outcome.metrics or _last_eval(rows)).items()}),
         "resources": {"comm_bytes": outcome.comm_bytes},
         "wall_time_s": time.perf_counter() - start,
     }
@@ -75,29 +114,39 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
     return RunResult(str(run_dir.path), summary, rows, outcome.state)
 
 
-def _records(plan: RunPlan, address: str | None) -> Iterator[dict[str, Any]]:
-    """Per-round records from the chosen backend; the last one carries ``__outcome__``."""
+def _records(plan: RunPlan, address: str | None, resume: dict[str, Any] | None,
+             run_dir: RunDir) -> Iterator[dict[str, Any]]:
+    """Per-round records from the chosen backend, checkpoint states, and last ``__outcome__``."""
     if plan.cfg.runtime.backend == "local":
-        yield from _run_local(plan)
+        yield from _run_local(plan, resume)
         return
     from fedray.backend import ray_session, run_on_ray  # Ray is imported only when used
 
+    namespace = f"fedray-{uuid.uuid4().hex[:8]}"
+    run_dir.write_json("ray.json", {"namespace": namespace})  # where to find this run's actors
     with ray_session(plan.cfg.runtime, address):
-        yield from run_on_ray(plan, namespace=f"fedray-{uuid.uuid4().hex[:8]}")
+        yield from run_on_ray(plan, namespace, resume)
 
 
-def _run_local(plan: RunPlan) -> Iterator[dict[str, Any]]:
+def _run_local(plan: RunPlan, resume: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
     from fedray.client import ClientHost
     from fedray.server import InProcessFleet
 
     hosts = [ClientHost(plan.cfg, plan.info, plan.host_rows(h), threads=plan.cfg.runtime.torch_threads)
              for h in range(len(plan.hosts))]
-    gen = make_orchestrator(plan, InProcessFleet(hosts)).run()
-    try:
-        while True:
-            yield next(gen)
-    except StopIteration as stop:
-        yield {"__outcome__": stop.value}
+    orchestrator = make_orchestrator(plan, InProcessFleet(hosts))
+    if resume is not None:
+        orchestrator.import_state(resume)
+    yield from checkpoint.stream(orchestrator, plan.cfg.runtime.checkpoint_every)
+
+
+def _last_eval(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """A run resumed after its last round has no new evaluation: reuse the last one recorded."""
+    for row in reversed(rows):
+        found = {k: v for k, v in row.items() if k.startswith("eval/")}
+        if found:
+            return found
+    return {}
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one method")
     _config_args(run)
     run.add_argument("--out", help="run directory to create (must not exist or be empty)")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue an interrupted run from RUN_DIR/checkpoint.pt, in RUN_DIR (config arguments, "
+                          "if given, must match the checkpoint's except runtime.*)")
 
     cmp_ = sub.add_parser("compare", help="run fedmml, lw and prog on one config and print a table")
     _config_args(cmp_)
@@ -35,6 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.command == "run" and args.resume:
+            from fedray.api import resume_experiment
+
+            if args.out:
+                raise ConfigError("--resume continues in RUN_DIR itself; do not combine it with --out")
+            given = args.config or args.preset or args.overrides
+            cfg = load_config(args.config, args.preset, args.overrides) if given else None
+            result = resume_experiment(args.resume, cfg, address=args.address)
+            print(f"run directory: {result.run_dir}")
+            print(", ".join(f"{k} {v:.3f}" for k, v in result.summary["metrics"].items() if v is not None))
+            return 0
         cfg = load_config(args.config, args.preset, args.overrides)
         if args.command == "run":
             from fedray.api import run_experiment

@@ -55,6 +55,19 @@ class RunDir:
             return cls(path)
         raise OutputError(f"run root {root}: too many runs named {name}-{stamp}")
 
+    @classmethod
+    def reopen(cls, path: str, rows: list[dict[str, Any]]) -> "RunDir":
+        """Continue an interrupted run in its own directory (``--resume``: the only reuse of a run dir).
+
+        ``metrics.jsonl`` is rewritten to ``rows`` (the checkpoint's), dropping rounds done after it.
+        """
+        run_dir = cls(Path(path))
+        _check_writable(run_dir.path)
+        (run_dir.path / "FAILED").unlink(missing_ok=True)
+        run_dir._rows = [json.dumps(r, default=_jsonable) for r in rows]
+        run_dir.write_text("metrics.jsonl", "".join(line + "\n" for line in run_dir._rows))
+        return run_dir
+
     def write_text(self, name: str, text: str) -> None:
         """Write a file atomically (temp file in the same directory, then rename)."""
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")

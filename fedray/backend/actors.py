@@ -30,19 +30,20 @@ class HostActor:
 class ServerActor:
     """Runs the orchestrator next to its fleet; streams one record per round to the caller."""
 
-    def __init__(self, plan: Any, namespace: str) -> None:
+    def __init__(self, plan: Any, namespace: str, resume: dict[str, Any] | None = None) -> None:
         from fedray.backend.fleet import RayFleet  # imported here: fleet.py imports this module
         from fedray.plan import make_orchestrator
 
         torch.set_num_threads(1)
+        self.every = plan.cfg.runtime.checkpoint_every
         self.orchestrator = make_orchestrator(plan, RayFleet(plan, namespace))
+        if resume is not None:
+            self.orchestrator.import_state(resume)
 
     def run(self) -> Generator[dict[str, Any], None, None]:
-        gen = self.orchestrator.run()
+        from fedray.server.checkpoint import stream
+
         try:
-            while True:
-                yield next(gen)
-        except StopIteration as stop:
-            yield {"__outcome__": stop.value}
+            yield from stream(self.orchestrator, self.every)
         finally:
             self.orchestrator.fleet.close()

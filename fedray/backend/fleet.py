@@ -67,13 +67,16 @@ class RayFleet:
         self.actors = []
 
 
-def run_on_ray(plan: RunPlan, namespace: str) -> Iterator[dict[str, Any]]:
-    """Start the server actor on this node and stream its per-round records (last: ``__outcome__``)."""
+def run_on_ray(plan: RunPlan, namespace: str, resume: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Start the server actor on this node and stream its per-round records (last: ``__outcome__``).
+
+    ``resume``: an orchestrator state from a checkpoint to continue from.
+    """
     node = ray.get_runtime_context().get_node_id()
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-    ).remote(plan, namespace)
+    ).remote(plan, namespace, resume)
     try:
         for ref in server.run.options(num_returns="streaming").remote():
             yield ray.get(ref)

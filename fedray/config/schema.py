@@ -172,6 +172,11 @@ class RuntimeConfig:
     server_cpus: float = 0.25  # the driver actor that runs the round loop (CPU only)
     torch_threads: int | None = None  # per client actor; None = max(1, floor(client_cpus))
     round_timeout: float = 600.0  # seconds to wait for a round's cohort
+    dashboard: bool = False  # a local Ray that fedray starts gets a dashboard, bound to 127.0.0.1 only
+    checkpoint_every: int = 1  # write checkpoint.pt every N rounds (0 = never); `fedray run --resume` reads it
+    # Fraction of a round's cohort that must return; 1.0 = retry lost clients' tasks until they do (bounded).
+    min_completion: float = 1.0
+    client_restarts: int = 3  # Ray restarts of a dead client actor, and retries of its task per round
 
     def __post_init__(self) -> None:
         _check(self.backend in ("ray", "local"), "backend", f"unknown backend {self.backend!r}; expected 'ray' or 'local'")
@@ -183,6 +188,9 @@ class RuntimeConfig:
         _check(self.num_cpus is None or self.num_cpus > 0, "num_cpus", "must be positive")
         _check(self.torch_threads is None or self.torch_threads > 0, "torch_threads", "must be positive")
         _check(self.round_timeout > 0, "round_timeout", "must be positive")
+        _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no checkpoints)")
+        _check(0.0 < self.min_completion <= 1.0, "min_completion", f"must be in (0, 1], got {self.min_completion}")
+        _check(self.client_restarts >= 0, "client_restarts", "must be >= 0")
 
 
 @dataclass(frozen=True)

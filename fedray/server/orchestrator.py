@@ -58,6 +58,8 @@ class Orchestrator:
         self.host_synced = {h: 0 for h in set(host_of.values())}
         self.changed: dict[int, frozenset[str]] = {}  # stage -> groups that training changed in it
         self.comm_bytes = 0
+        self.rounds_done = 0  # rounds finished (a checkpoint's position)
+        self.start_round = 0  # rounds to skip: > 0 after import_state
 
     def _stale(self, synced: int, stage: StageSpec) -> set[str]:
         """Frozen groups changed by training since stage ``synced``."""
@@ -79,6 +81,9 @@ class Orchestrator:
             self.model.set_depths(spec.depths)
             self.changed[spec.index] = spec.trainable
             for stage_round in range(spec.rounds):
+                if round_idx < self.start_round:  # resumed: this round ran before the checkpoint
+                    round_idx += 1
+                    continue
                 start = time.perf_counter()
                 cohort = sorted(int(c) for c in self.rng.choice(self.num_clients, k, replace=False))
                 payload = to_numpy(self.model.state(spec.exchanged))
@@ -100,9 +105,31 @@ class Orchestrator:
                     metrics = evaluate(self.model, self.eval_shard, cfg.train.batch_size)
                     record.update(metrics)
                 record["time/elapsed_s"] = time.perf_counter() - t0
+                self.rounds_done = round_idx
                 yield record
         state = to_numpy({n: t.clone() for n, t in self.model.state_dict().items()})
         return RunOutcome(metrics, self.comm_bytes, round_idx, state)
+
+    def export_state(self) -> dict[str, Any]:
+        """The position and global state after ``rounds_done`` rounds: tensors and plain Python values only,
+        so a checkpoint loads with ``torch.load(weights_only=True)``. Hosts' sync state is left out: a
+        resumed run has new hosts, which get every stale frozen group again."""
+        return {
+            "round": self.rounds_done,
+            "model": {n: t.detach().cpu().clone() for n, t in self.model.state_dict().items()},
+            "rng": self.rng.bit_generator.state,  # cohort sampling continues where it stopped
+            "client_synced": dict(self.client_synced),
+            "comm_bytes": self.comm_bytes,
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`export_state`'s output: ``run()`` then skips the rounds already done."""
+        with torch.no_grad():
+            self.model.load_state_dict(state["model"])
+        self.rng.bit_generator.state = state["rng"]
+        self.client_synced = {int(c): int(s) for c, s in state["client_synced"].items()}
+        self.comm_bytes = int(state["comm_bytes"])
+        self.start_round = self.rounds_done = int(state["round"])
 
     def _plan_prefix(self, spec: StageSpec, cohort: list[int], payload_bytes: int
                      ) -> tuple[int, int, dict[str, np.ndarray] | None, set[int]]:
