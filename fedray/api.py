@@ -161,5 +161,8 @@ def _progress_line(r: dict[str, Any]) -> str:
              f"loss {loss:.4f}" if loss is not None else "loss   n/a"]
     if r1 is not None:
         parts.append(f"i2t R@1 {r1:.3f} t2i R@1 {r.get('eval/t2i_r1', math.nan):.3f}")
+    if r.get("fault/client_failures") or r.get("fault/stragglers"):
+        parts.append(f"faults: {r.get('fault/client_failures', 0)} lost, {r.get('fault/stragglers', 0)} dropped, "
+                     f"{r.get('fault/retries', 0)} retries")
     parts.append(f"{r['time/elapsed_s']:.1f}s")
     return " | ".join(parts)

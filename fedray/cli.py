@@ -7,6 +7,7 @@ import logging
 import sys
 
 from fedray.config import ConfigError, load_config, preset_names
+from fedray.server.fleet import ClientError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError) as err:
         print(f"fedray: error: {err}", file=sys.stderr)
         return 2
+    except ClientError as err:  # carries the failing client's id and traceback
+        print(f"fedray: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
