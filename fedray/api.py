@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +44,14 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
     """
     plan = plan_run(cfg)
     run_dir = RunDir.create(out, cfg.name)
-    run_dir.write_text("config.yaml", dump_yaml(cfg))
-    return _execute(plan, run_dir, [], None, address, progress, on_record)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(_session(cfg, address))
+        except BaseException:
+            run_dir.discard()  # could not reach Ray: leave nothing behind
+            raise
+        run_dir.write_text("config.yaml", dump_yaml(cfg))
+        return _execute(plan, run_dir, [], None, progress, on_record)
 
 
 def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, address: str | None = None,
@@ -66,13 +73,23 @@ def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, addr
                               "config arguments to use the run's own config, or start a new run")
     plan = plan_run(cfg)
     rows = list(saved["rows"])
-    rdir = RunDir.reopen(run_dir, rows)  # metrics.jsonl goes back to the checkpoint's rows
-    rdir.write_text("config.yaml", dump_yaml(cfg))
-    return _execute(plan, rdir, rows, saved["state"], address, progress, on_record)
+    with _session(cfg, address):
+        rdir = RunDir.reopen(run_dir, rows)  # metrics.jsonl goes back to the checkpoint's rows
+        rdir.write_text("config.yaml", dump_yaml(cfg))
+        return _execute(plan, rdir, rows, saved["state"], progress, on_record)
+
+
+def _session(cfg: ExperimentConfig, address: str | None) -> Any:
+    """Ray joined or started for the ray backend (shut down on exit only if fedray started it)."""
+    if cfg.runtime.backend == "local":
+        return nullcontext()
+    from fedray.backend import ray_session  # Ray is imported only when used
+
+    return ray_session(cfg.runtime, address)
 
 
 def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], resume: dict[str, Any] | None,
-             address: str | None, progress: Callable[[str], None] | None,
+             progress: Callable[[str], None] | None,
              on_record: Callable[[dict[str, Any]], None] | None) -> RunResult:
     """Drive the rounds, write rows, checkpoints, the final model and the summary."""
     cfg = plan.cfg
@@ -80,7 +97,7 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], resume:
     start = time.perf_counter()
     try:
         outcome = None
-        for record in _records(plan, address, resume, run_dir):
+        for record in _records(plan, resume, run_dir):
             if "__outcome__" in record:
                 outcome = record["__outcome__"]
                 break
@@ -114,18 +131,16 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], resume:
     return RunResult(str(run_dir.path), summary, rows, outcome.state)
 
 
-def _records(plan: RunPlan, address: str | None, resume: dict[str, Any] | None,
-             run_dir: RunDir) -> Iterator[dict[str, Any]]:
+def _records(plan: RunPlan, resume: dict[str, Any] | None, run_dir: RunDir) -> Iterator[dict[str, Any]]:
     """Per-round records from the chosen backend, checkpoint states, and last ``__outcome__``."""
     if plan.cfg.runtime.backend == "local":
         yield from _run_local(plan, resume)
         return
-    from fedray.backend import ray_session, run_on_ray  # Ray is imported only when used
+    from fedray.backend import run_on_ray
 
     namespace = f"fedray-{uuid.uuid4().hex[:8]}"
     run_dir.write_json("ray.json", {"namespace": namespace})  # where to find this run's actors
-    with ray_session(plan.cfg.runtime, address):
-        yield from run_on_ray(plan, namespace, resume)
+    yield from run_on_ray(plan, namespace, resume)
 
 
 def _run_local(plan: RunPlan, resume: dict[str, Any] | None) -> Iterator[dict[str, Any]]:

@@ -68,6 +68,11 @@ class RunDir:
         run_dir.write_text("metrics.jsonl", "".join(line + "\n" for line in run_dir._rows))
         return run_dir
 
+    def discard(self) -> None:
+        """Remove a run directory that nothing was written to yet (the run could not start)."""
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
     def write_text(self, name: str, text: str) -> None:
         """Write a file atomically (temp file in the same directory, then rename)."""
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
