@@ -37,7 +37,8 @@ class HostActor:
 class ServerActor:
     """Runs the orchestrator next to its fleet; streams one record per round to the caller."""
 
-    def __init__(self, plan: Any, namespace: str, resume: dict[str, Any] | None = None) -> None:
+    def __init__(self, plan: Any, namespace: str, cpus: float, gpus: float,
+                 resume: dict[str, Any] | None = None) -> None:
         from fedray.backend.fleet import RayFleet  # imported here: fleet.py imports this module
         from fedray.plan import make_orchestrator
 
@@ -46,7 +47,7 @@ class ServerActor:
 
         self.every = plan.cfg.runtime.checkpoint_every
         self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method)
-        self.fleet = RayFleet(plan, namespace, self.metrics)
+        self.fleet = RayFleet(plan, namespace, cpus, gpus, self.metrics)
         self.orchestrator = make_orchestrator(plan, self.fleet)
         model = self.orchestrator.model  # restarted client actors re-load frozen groups from here
         self.fleet.frozen_state = lambda spec: to_numpy(model.state(spec.frozen))

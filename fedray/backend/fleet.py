@@ -30,9 +30,8 @@ class RayFleet:
     way. Counts go into the round's record (``fault/*``). A client whose code raises stops the run.
     """
 
-    def __init__(self, plan: RunPlan, namespace: str, metrics: Any = None) -> None:
+    def __init__(self, plan: RunPlan, namespace: str, cpus: float, gpus: float, metrics: Any = None) -> None:
         rt = plan.cfg.runtime
-        cpus, gpus = client_resources(rt, len(plan.hosts))
         threads = rt.torch_threads or max(1, math.floor(cpus))
         device = "cuda" if gpus > 0 else "cpu"
         remote = ray.remote(HostActor)
@@ -145,11 +144,12 @@ def run_on_ray(plan: RunPlan, namespace: str, resume: dict[str, Any] | None = No
 
     ``resume``: an orchestrator state from a checkpoint to continue from.
     """
+    cpus, gpus = client_resources(plan.cfg.runtime, len(plan.hosts))  # fails here, before any actor starts
     node = ray.get_runtime_context().get_node_id()
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-    ).remote(plan, namespace, resume)
+    ).remote(plan, namespace, cpus, gpus, resume)
     try:
         for ref in server.run.options(num_returns="streaming").remote():
             try:

@@ -61,7 +61,7 @@ def test_killed_client_actor_is_restarted_and_the_run_finishes(ray_local, tiny, 
 @pytest.fixture
 def fleet(ray_local, tiny):
     plan = plan_run(tiny("runtime.torch_threads=1", "runtime.client_cpus=0.5"))
-    fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}")
+    fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0)
     orchestrator = make_orchestrator(plan, fleet)
     spec = orchestrator.schedule[0]
     orchestrator.model.set_depths(spec.depths)
