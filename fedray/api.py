@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from fedray.config import ConfigError, ExperimentConfig, dump_yaml
-from fedray.config.loader import build, to_dict
+from fedray.config.loader import build
 from fedray.plan import RunPlan, make_orchestrator, plan_run
 from fedray.rundir import RunDir
 from fedray.server import checkpoint
@@ -66,10 +67,10 @@ def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, addr
     if cfg is None:
         cfg = build(saved["config"])
     else:
-        diff = checkpoint.config_diff(saved["config"], to_dict(cfg))
+        diff = checkpoint.config_diff(saved["config"], _plain(cfg))
         if diff:
             raise ConfigError(f"--resume {run_dir}: the checkpoint was written with a different config: "
-                              f"{checkpoint.describe_diff(saved['config'], to_dict(cfg), diff)}; resume without "
+                              f"{checkpoint.describe_diff(saved['config'], _plain(cfg), diff)}; resume without "
                               "config arguments to use the run's own config, or start a new run")
     plan = plan_run(cfg)
     rows = list(saved["rows"])
@@ -77,6 +78,11 @@ def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, addr
         rdir = RunDir.reopen(run_dir, rows)  # metrics.jsonl goes back to the checkpoint's rows
         rdir.write_text("config.yaml", dump_yaml(cfg))
         return _execute(plan, rdir, rows, saved["state"], progress, on_record)
+
+
+def _plain(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config as written to config.yaml (credentials removed): what a checkpoint stores and compares."""
+    return yaml.safe_load(dump_yaml(cfg))
 
 
 def _session(cfg: ExperimentConfig, address: str | None) -> Any:
@@ -102,8 +108,8 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], resume:
                 outcome = record["__outcome__"]
                 break
             if "__checkpoint__" in record:
-                checkpoint.save(run_dir.path / checkpoint.CHECKPOINT,
-                                checkpoint.checkpoint_payload(to_dict(cfg), list(rows), record["__checkpoint__"]))
+                run_dir.write_bytes(checkpoint.CHECKPOINT, checkpoint.to_bytes(
+                    checkpoint.checkpoint_payload(_plain(cfg), list(rows), record["__checkpoint__"])))
                 continue
             record = _clean(record)
             rows.append(record)
@@ -115,7 +121,8 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], resume:
     except BaseException as err:
         run_dir.write_text("FAILED", f"{type(err).__name__}: {err}\n")
         raise
-    checkpoint.save(run_dir.path / checkpoint.MODEL, {n: torch.from_numpy(np.array(v)) for n, v in outcome.state.items()})
+    run_dir.write_bytes(checkpoint.MODEL, checkpoint.to_bytes({n: torch.from_numpy(np.array(v))
+                                                              for n, v in outcome.state.items()}))
     summary = {
         "name": cfg.name,
         "method": cfg.train.method,

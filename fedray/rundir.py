@@ -73,6 +73,17 @@ class RunDir:
         if self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()
 
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a binary file atomically (checkpoints, the final model)."""
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def write_text(self, name: str, text: str) -> None:
         """Write a file atomically (temp file in the same directory, then rename)."""
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,6 +113,8 @@ class RayFleet:
                     "see the Ray dashboard's actor list and the raylet logs")
             attempt += 1
             todo = lost
+            for h in sorted({tasks[i].host for i in lost}):
+                self._await_restart(h)
             log.warning("round %d: retrying client(s) %s (attempt %d of %d)", rnd,
                         [c for i in lost for c in tasks[i].clients], attempt, self.retries)
         self._faults = {"fault/client_failures": failures + restarts, "fault/stragglers": stragglers,
@@ -120,6 +123,18 @@ class RayFleet:
         if self.metrics is not None:
             self.metrics.on_clients(c.seconds for r in ordered for c in r.clients)
         return ordered
+
+    def _await_restart(self, host: int) -> None:
+        """Wait (bounded) until Ray has restarted a dead host actor: calls fail fast while it restarts."""
+        deadline = time.monotonic() + max(self.timeout, 120.0)
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self.actors[host].ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                return
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.5)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                return  # gone for good (restarts used up) or still not back: the retry reports it
 
     def take_faults(self) -> dict[str, int]:
         """The last round's fault counts (for its record), once."""

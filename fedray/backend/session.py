@@ -30,7 +30,7 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
     if ray.is_initialized():
         yield
         return
-    target, source = _target(runtime, address)
+    target, source = target_address(runtime, address)
     if target is not None:
         join(target, source)
         yield  # joined a cluster someone else runs: never shut it down
@@ -46,7 +46,8 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         ray.shutdown()
 
 
-def _target(runtime: RuntimeConfig, address: str | None) -> tuple[str | None, str]:
+def target_address(runtime: RuntimeConfig, address: str | None) -> tuple[str | None, str]:
+    """The cluster to join and where that came from (--address, runtime.address, RAY_ADDRESS); None = local."""
     for value, source in ((address, "--address"), (runtime.address, "runtime.address"),
                           (os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS")):
         if value:

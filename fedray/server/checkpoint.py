@@ -7,8 +7,7 @@ the orchestrator's :meth:`~fedray.server.Orchestrator.export_state`), so it load
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,11 @@ def stream(orchestrator: Orchestrator, every: int) -> Iterator[dict[str, Any]]:
         yield {"__outcome__": stop.value}
 
 
-def save(path: Path, data: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file in the same directory, then rename: never a torn checkpoint."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def to_bytes(data: dict[str, Any]) -> bytes:
+    """A checkpoint as bytes for the run directory's atomic ``write_bytes`` (local: temp + rename)."""
+    buf = io.BytesIO()
+    torch.save(data, buf)
+    return buf.getvalue()
 
 
 def checkpoint_payload(config: dict[str, Any], rows: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import torch
 from fedray.api import run_experiment
 from fedray.backend import RayFleet
 from fedray.client import RoundTask, to_numpy
+from fedray.config import load_config
 from fedray.plan import make_orchestrator, plan_run
 from fedray.server import ClientError
 
@@ -58,9 +59,10 @@ def test_killed_client_actor_is_restarted_and_the_run_finishes(ray_local, tiny, 
         assert np.array_equal(value, result.state[name]), name
 
 
-@pytest.fixture
-def fleet(ray_local, tiny):
-    plan = plan_run(tiny("runtime.torch_threads=1", "runtime.client_cpus=0.5"))
+@pytest.fixture(scope="module")
+def fleet(ray_local):
+    """One 2-host fleet for the tests below (the straggler test, last, leaves host 1 busy)."""
+    plan = plan_run(load_config(preset="tiny", overrides=["runtime.torch_threads=1", "runtime.client_cpus=0.5"]))
     fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0)
     orchestrator = make_orchestrator(plan, fleet)
     spec = orchestrator.schedule[0]
