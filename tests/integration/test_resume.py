@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def _checkpoint_round(run_dir: Path) -> int:
         return 0
 
 
-def test_resume_after_driver_kill_is_bit_identical(tiny, tmp_path):
+def test_resume_after_driver_kill_is_bit_identical(ray_local, tiny, tmp_path):
     cfg = tiny(*OVERRIDES)
     reference = run_experiment(cfg, str(tmp_path / "reference"), progress=lambda _: None)
 
@@ -47,15 +48,23 @@ def test_resume_after_driver_kill_is_bit_identical(tiny, tmp_path):
     assert 2 <= at < 6, f"the driver should die mid-run, after its 2nd checkpoint (checkpoint at round {at})"
     assert not (run_dir / "summary.json").exists() and not (run_dir / "model.pt").exists()
 
+    shutil.copytree(run_dir, tmp_path / "killed-on-ray")
     assert main(["run", "--resume", str(run_dir)]) == 0  # the run's own config, from the checkpoint
+    # The same checkpoint resumed on Ray (runtime.* may change on resume): the server actor imports the state.
+    on_ray = resume_experiment(str(tmp_path / "killed-on-ray"), tiny(*OVERRIDES, "runtime.backend=ray",
+                                                                     "runtime.client_cpus=0.25"),
+                               progress=lambda _: None)
 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2, 3, 4, 5, 6]  # rounds re-done after the checkpoint: listed once
     ref_model = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)
     res_model = torch.load(run_dir / "model.pt", weights_only=True)
     assert ref_model.keys() == res_model.keys()
+    ray_model = torch.load(tmp_path / "killed-on-ray" / "model.pt", weights_only=True)
     for name, tensor in ref_model.items():
         assert torch.equal(tensor, res_model[name]), name
+        assert torch.equal(tensor, ray_model[name]), name
+    assert on_ray.summary["metrics"] == reference.summary["metrics"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["metrics"] == reference.summary["metrics"]
     assert summary["resources"] == reference.summary["resources"]  # comm bytes continue from the checkpoint
