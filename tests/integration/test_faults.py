@@ -20,35 +20,36 @@ from fedray.config import load_config
 from fedray.plan import make_orchestrator, plan_run
 from fedray.server import ClientError
 
-# 4 rounds of a few seconds each, one torch thread: a kill lands mid-round, and the arithmetic matches
+# 5 rounds of a few seconds each, one torch thread: a kill lands mid-round, and the arithmetic matches
 # the in-process backend exactly.
-SLOW = ["train.rounds=[2,2]", "train.local_epochs=4", "runtime.torch_threads=1", "runtime.client_cpus=0.5"]
+SLOW = ["train.rounds=[2,3]", "train.local_epochs=4", "runtime.torch_threads=1", "runtime.client_cpus=0.5"]
 
 
 def test_killed_client_actor_is_restarted_and_the_run_finishes(ray_local, tiny, tmp_path):
     cfg = tiny(*SLOW)
-    first_round = threading.Event()
+    stage_two = threading.Event()
     outcome: dict = {}
 
     def run() -> None:
         try:
             outcome["result"] = run_experiment(cfg, str(tmp_path / "run"), progress=lambda _: None,
-                                               on_record=lambda r: first_round.set())
+                                               on_record=lambda r: r["round"] == 3 and stage_two.set())
         except BaseException as err:  # surfaced by the assertions below
             outcome["error"] = err
 
     worker = threading.Thread(target=run)
     worker.start()
-    assert first_round.wait(300), outcome
+    assert stage_two.wait(300), outcome
     namespace = json.loads((tmp_path / "run" / "ray.json").read_text())["namespace"]
     victim = ray_local.get_actor("fedray-client-001", namespace=namespace)
-    time.sleep(0.2)  # round 2 started as soon as round 1's record was produced
-    ray_local.kill(victim, no_restart=False)  # like a killed process: Ray may restart it
+    time.sleep(0.2)  # round 4 started as soon as round 3's record was produced
+    # Like a killed process: Ray restarts it, and the new process must get stage 2's frozen blocks back.
+    ray_local.kill(victim, no_restart=False)
     worker.join(600)
 
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
-    assert [r["round"] for r in result.rows] == [1, 2, 3, 4]
+    assert [r["round"] for r in result.rows] == [1, 2, 3, 4, 5]
     assert sum(r["fault/client_failures"] for r in result.rows) >= 1
     assert all(r["fault/completed"] == 2 for r in result.rows)  # min_completion 1.0: the lost client was retried
     assert all(math.isfinite(r["train/loss"]) for r in result.rows)
