@@ -100,3 +100,19 @@ def test_straggler_is_dropped_when_min_completion_allows(ray_local, fleet):
     fleet.min_completion = 1.0
     with pytest.raises(TimeoutError, match=r"round 1: clients \[1\] did not return within runtime.round_timeout=2s"):
         fleet.run_round(tasks, payload, None, set())
+
+
+def test_a_client_that_stays_dead_is_dropped_or_stops_the_round(ray_local, fleet):
+    fleet, spec, payload = fleet
+    tasks = [RoundTask(0, 1, spec, (0,)), RoundTask(1, 1, spec, (1,))]
+    ray_local.kill(fleet.actors[1], no_restart=True)  # gone for good: every retry fails
+    fleet.timeout, fleet.min_completion = 60.0, 0.5
+
+    results = fleet.run_round(tasks, payload, None, set())
+
+    assert [r.host for r in results] == [0]
+    assert fleet.take_faults()["fault/client_failures"] == 1
+    fleet.min_completion = 1.0
+    with pytest.raises(ClientError, match=r"round 2: only 1 of 2 clients returned after 3 retries "
+                                          r"\(runtime.min_completion=1 needs 2\); client actors keep dying"):
+        fleet.run_round(tasks, payload, None, set())
