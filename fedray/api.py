@@ -41,6 +41,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
     plan = plan_run(cfg)
     run_dir = RunDir.create(out, cfg.name)
     run_dir.write_text("config.yaml", dump_yaml(cfg))
+    run_dir.write_json("partition.json", plan.partition)
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from fedray.config import ConfigError, ExperimentConfig
 from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
-from fedray.data.partition import iid
+from fedray.data.assign import assign_clients
 from fedray.model import build_model
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator
@@ -23,6 +24,7 @@ class RunPlan:
     client_rows: tuple[np.ndarray, ...]  # dataset row indices per client
     eval_rows: np.ndarray
     hosts: tuple[tuple[int, ...], ...]  # client ids per host
+    partition: dict[str, Any] = field(default_factory=dict)  # sizes and label histograms (partition.json)
 
     @property
     def host_of(self) -> dict[int, int]:
@@ -39,11 +41,7 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
         if m not in info.modalities:
             raise ConfigError(f"config key 'model.towers.{m}': dataset {info.name} has no {m} column "
                               f"(it has {', '.join(info.modalities)})")
-    train_rows, labels = split_rows(info, "train", cfg.data.partition.label_column)
-    if cfg.data.train_limit:
-        train_rows = train_rows[: cfg.data.train_limit]
-    parts = iid(len(train_rows), cfg.data.num_clients, cfg.train.seed)
-    client_rows = tuple(train_rows[p] for p in parts)
+    client_rows, partition = assign_clients(cfg, info)
     smallest = min(len(r) for r in client_rows)
     if smallest < cfg.train.batch_size:
         c = min(range(len(client_rows)), key=lambda i: len(client_rows[i]))
@@ -56,7 +54,7 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
         pick = np.random.default_rng(cfg.train.seed).choice(len(eval_rows), cfg.data.eval_limit, replace=False)
         eval_rows = eval_rows[np.sort(pick)]
     hosts = tuple((c,) for c in range(cfg.data.num_clients))
-    return RunPlan(cfg, info, client_rows, eval_rows, hosts)
+    return RunPlan(cfg, info, client_rows, eval_rows, hosts, partition)
 
 
 def make_orchestrator(plan: RunPlan, fleet: Fleet, device: str = "cpu") -> Orchestrator:

@@ -92,13 +92,15 @@ class PartitionConfig:
 
     kind: str = "iid"  # iid | dirichlet (per-class Dir(beta) label skew)
     beta: float = 0.5
-    label_column: str = "label"
+    label_column: str = "label"  # a label column of the dataset, or "kmeans" (pseudo-labels of image thumbnails)
     min_size: int | None = None  # smallest shard allowed; None = the batch size
+    clusters: int = 10  # k for label_column: kmeans
 
     def __post_init__(self) -> None:
         _check(self.kind in ("iid", "dirichlet"), "kind", f"unknown partition {self.kind!r}; expected 'iid' or 'dirichlet'")
         _check(self.beta > 0, "beta", f"must be > 0, got {self.beta}")
         _check(self.min_size is None or self.min_size > 0, "min_size", "must be positive")
+        _check(self.clusters > 1, "clusters", f"must be at least 2, got {self.clusters}")
 
 
 @dataclass(frozen=True)

@@ -168,3 +168,21 @@ def _decode_image(data: bytes, path: str, row: int) -> np.ndarray:
     except Exception as err:  # Pillow raises several unrelated types for bad bytes
         raise DataError(f"dataset file {path}, row {row}, column 'image': cannot decode image ({err})") from None
     return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)[:3].copy()
+
+
+def thumbnails(info: DatasetInfo, rows: np.ndarray, side: int = 8) -> np.ndarray:
+    """A cheap feature per row for k-means pseudo-labels: ``side``x``side`` image pixels in [0, 1]
+    [N, side*side*C], or, without images, the audio features averaged over frames [N, features]."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if "image" in info.modalities:
+        col = pq.read_table(info.path, columns=["image"]).column("image").take(pa.array(rows)).to_pylist()
+        out = []
+        for data, r in zip(col, rows):
+            _decode_image(data, info.path, int(r))  # validates and names the row on bad bytes
+            img = Image.open(io.BytesIO(data)).convert("RGB").resize((side, side), Image.BILINEAR)
+            out.append(np.asarray(img, dtype=np.float32).ravel() / 255.0)
+        return np.stack(out)
+    if "audio" in info.modalities:
+        col = pq.read_table(info.path, columns=["audio"]).column("audio").take(pa.array(rows)).to_pylist()
+        return np.stack([np.asarray(a, dtype=np.float32).mean(0) for a in col])
+    raise DataError(f"dataset {info.path}: k-means pseudo-labels need an image or audio column")
