@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -10,6 +10,7 @@ import numpy as np
 from fedray.config import ConfigError, ExperimentConfig
 from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
 from fedray.data.assign import assign_clients
+from fedray.data.dataset import audio_stats
 from fedray.model import build_model
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator
@@ -41,7 +42,12 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
         if m not in info.modalities:
             raise ConfigError(f"config key 'model.towers.{m}': dataset {info.name} has no {m} column "
                               f"(it has {', '.join(info.modalities)})")
+    if cfg.model.task == "classification" and not (info.inputs.num_classes and info.has_labels):
+        raise ConfigError(f"config key 'model.task': classification needs a 'label' column and label_names "
+                          f"in the metadata of dataset {info.path}")
     client_rows, partition = assign_clients(cfg, info)
+    if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
+        info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
     smallest = min(len(r) for r in client_rows)
     if smallest < cfg.train.batch_size:
         c = min(range(len(client_rows)), key=lambda i: len(client_rows[i]))

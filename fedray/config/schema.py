@@ -23,6 +23,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
 ARCHS = ("vit", "bert", "distilbert", "ast")
 METHODS = ("fedmml", "lw", "prog")
 ALLOCATIONS = ("uniform", "skewed")
+FUSIONS = ("concat", "add", "attention", "co_attention")
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,16 @@ class ModelConfig:
     )
     head: HeadConfig = field(default_factory=HeadConfig)
     temperature: float = 0.05  # fixed InfoNCE temperature (paper: 0.05, not learned)
+    task: str = "contrastive"  # contrastive (InfoNCE over modality pairs) | classification (fusion + CE)
+    fusion: str = "concat"  # classification: concat | add | attention | co_attention (paper §3.2)
+    pred_hidden_size: int = 128  # classification: hidden width of the prediction head
 
     def __post_init__(self) -> None:
         _check(len(self.towers) >= 2, "towers", "a multimodal model needs at least two towers")
+        _check(self.task in ("contrastive", "classification"), "task",
+               f"unknown task {self.task!r}; expected 'contrastive' or 'classification'")
+        _check(self.fusion in FUSIONS, "fusion", f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
+        _check(self.pred_hidden_size > 0, "pred_hidden_size", "must be positive")
         _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         for name, tower in self.towers.items():
             _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")

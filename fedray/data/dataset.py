@@ -42,6 +42,9 @@ class DatasetInfo:
     label_names: tuple[str, ...]
     tokenizer: str | None
     inputs: InputSpec
+    # Per-feature audio (mean, std) from the training rows only; every party standardises with the same values.
+    audio_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    has_labels: bool = False  # a 'label' column exists
 
 
 def resolve_source(source: str) -> tuple[str, str | None]:
@@ -67,7 +70,8 @@ def open_dataset(source: str) -> DatasetInfo:
     for col in ("id", "split"):
         if col not in schema.names:
             raise DataError(f"dataset file {path}: missing column '{col}'")
-    inputs = InputSpec(vocab_size=_vocab_size(tokenizer) if tokenizer else 0)
+    inputs = InputSpec(vocab_size=_vocab_size(tokenizer) if tokenizer else 0,
+                       num_classes=len(meta.get("label_names", ())))
     if "image" in modalities:
         first = pq.read_table(path, columns=["image"]).column("image")[0].as_py()
         img = _decode_image(first, path, 0)
@@ -75,8 +79,9 @@ def open_dataset(source: str) -> DatasetInfo:
     if "audio" in modalities:
         first = np.asarray(pq.read_table(path, columns=["audio"]).column("audio")[0].as_py(), dtype=np.float32)
         inputs = InputSpec(**{**inputs.__dict__, "frames": first.shape[0], "features": first.shape[1]})
+    norm = (tuple(meta["audio_mean"]), tuple(meta["audio_std"])) if "audio_mean" in meta else None
     return DatasetInfo(path, meta.get("name", Path(path).stem), modalities, tuple(meta.get("label_names", ())),
-                       tokenizer, inputs)
+                       tokenizer, inputs, norm, "label" in schema.names)
 
 
 def split_rows(info: DatasetInfo, split: str, label_column: str = "label") -> tuple[np.ndarray, np.ndarray | None]:
@@ -134,6 +139,9 @@ def load_rows(info: DatasetInfo, rows: np.ndarray, max_length: int, label_column
                                                              max_length)
     if "audio" in cols:
         audio = np.asarray(table.column("audio").to_pylist(), dtype=np.float32)
+        if info.audio_norm is not None:
+            mean, std = (np.asarray(v, dtype=np.float32) for v in info.audio_norm)
+            audio = (audio - mean) / std
         tensors["audio"] = torch.from_numpy(audio)
     if label_column in cols:
         tensors["label"] = torch.from_numpy(table.column(label_column).to_numpy().astype(np.int64))
@@ -186,3 +194,25 @@ def thumbnails(info: DatasetInfo, rows: np.ndarray, side: int = 8) -> np.ndarray
         col = pq.read_table(info.path, columns=["audio"]).column("audio").take(pa.array(rows)).to_pylist()
         return np.stack([np.asarray(a, dtype=np.float32).mean(0) for a in col])
     raise DataError(f"dataset {info.path}: k-means pseudo-labels need an image or audio column")
+
+
+def audio_stats(info: DatasetInfo, rows: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-feature mean and std of the audio of ``rows`` (pooled over rows and frames), read in batches."""
+    total = total_sq = None
+    count, offset = 0, 0
+    wanted = np.zeros(int(rows.max()) + 1 if len(rows) else 0, dtype=bool)
+    wanted[rows] = True
+    for batch in pq.ParquetFile(info.path).iter_batches(columns=["audio"], batch_size=1024):
+        keep = wanted[offset:offset + batch.num_rows]
+        offset += batch.num_rows
+        if not keep.any():
+            continue
+        col = batch.column(0).filter(pa.array(np.pad(keep, (0, batch.num_rows - len(keep)))))
+        a = np.asarray(col.to_pylist(), dtype=np.float64).reshape(-1, info.inputs.features)  # [rows*frames, F]
+        total = a.sum(0) if total is None else total + a.sum(0)
+        total_sq = (a ** 2).sum(0) if total_sq is None else total_sq + (a ** 2).sum(0)
+        count += len(a)
+    assert total is not None and total_sq is not None
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0)) + 1e-6
+    return tuple(mean.tolist()), tuple(std.tolist())
