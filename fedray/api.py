@@ -39,7 +39,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
     stderr); ``on_record`` receives each round's metrics record (Tune reports from it).
     """
     plan = plan_run(cfg)
-    run_dir = RunDir.create(out, cfg.name)
+    run_dir = RunDir.create(out, cfg.name, storage=cfg.data.storage)
     run_dir.write_text("config.yaml", dump_yaml(cfg))
     run_dir.write_json("partition.json", plan.partition)
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))

@@ -37,7 +37,7 @@ class RunPlan:
 
 def plan_run(cfg: ExperimentConfig) -> RunPlan:
     """Open the dataset, partition it, and check it against the config (no decoding, no Ray)."""
-    info = open_dataset(cfg.data.source)
+    info = open_dataset(cfg.data.source, cfg.data.storage)
     for m in cfg.model.towers:
         if m not in info.modalities:
             raise ConfigError(f"config key 'model.towers.{m}': dataset {info.name} has no {m} column "

@@ -112,6 +112,16 @@ class PartitionConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Object storage for s3:// sources and run directories; unset fields fall back to the AWS env vars."""
+
+    endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 (MinIO, moto); None = AWS
+    region: str | None = None
+    key: str | None = field(default=None, repr=False)  # never written to the run directory
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which dataset, how many clients, and how it is partitioned."""
 
@@ -121,6 +131,7 @@ class DataConfig:
     train_limit: int | None = None  # use only the first N training rows (quick runs)
     eval_limit: int | None = None  # evaluate on at most N held-out rows
     augment: bool = False  # random flips/crops of training images
+    storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// sources and --out s3://...
 
     def __post_init__(self) -> None:
         _check(self.num_clients > 0, "num_clients", f"must be positive, got {self.num_clients}")
