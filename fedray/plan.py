@@ -10,7 +10,7 @@ import numpy as np
 from fedray.config import ConfigError, ExperimentConfig
 from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
 from fedray.data.assign import assign_clients
-from fedray.data.dataset import audio_stats
+from fedray.data.features import audio_stats
 from fedray.model import build_model
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator

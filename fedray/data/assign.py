@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from fedray.config import ConfigError, ExperimentConfig
-from fedray.data.dataset import DatasetInfo, split_rows, thumbnails
+from fedray.data.dataset import DatasetInfo, split_rows
+from fedray.data.features import thumbnails
 from fedray.data.partition import dirichlet, entropy, histograms, iid, kmeans
 
 

@@ -83,7 +83,7 @@ def parquet_file(path: str, storage: StorageConfig | None = None) -> pq.ParquetF
         raise DataError(f"dataset file {path}: not a readable Parquet file ({err})") from None
 
 
-def _read(info: DatasetInfo, columns: list[str], rows: np.ndarray | None = None) -> pa.Table:
+def read_columns(info: DatasetInfo, columns: list[str], rows: np.ndarray | None = None) -> pa.Table:
     """Columns of the whole file, or of ``rows`` only (reading just the row groups that hold them)."""
     pf = parquet_file(info.path, info.storage)
     try:
@@ -129,7 +129,7 @@ def split_rows(info: DatasetInfo, split: str, label_column: str = "label") -> tu
     """Row indices of ``split`` and their labels (None when the dataset has no such column)."""
     names = parquet_file(info.path, info.storage).schema_arrow.names
     cols = ["split"] + ([label_column] if label_column in names else [])
-    table = _read(info, cols)
+    table = read_columns(info, cols)
     rows = np.flatnonzero(np.asarray(table.column("split").to_numpy(zero_copy_only=False)) == split)
     labels = table.column(label_column).to_numpy()[rows] if label_column in names else None
     return rows, labels
@@ -170,7 +170,7 @@ def load_rows(info: DatasetInfo, rows: np.ndarray, max_length: int, label_column
     """Decode rows ``rows`` of the dataset into a :class:`Shard`."""
     names = parquet_file(info.path, info.storage).schema_arrow.names
     cols = [c for c in ("image", "text", "audio") if c in names] + ([label_column] if label_column in names else [])
-    table = _read(info, cols, np.asarray(rows, dtype=np.int64))
+    table = read_columns(info, cols, np.asarray(rows, dtype=np.int64))
     tensors: dict[str, torch.Tensor] = {}
     if "image" in cols:
         imgs = [_decode_image(b, info.path, int(r)) for b, r in zip(table.column("image").to_pylist(), rows)]
@@ -238,42 +238,3 @@ def _decode_image(data: bytes, path: str, row: int) -> np.ndarray:
         raise DataError(f"dataset file {path}, row {row}, column 'image': cannot decode image ({err})") from None
     return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)[:3].copy()
 
-
-def thumbnails(info: DatasetInfo, rows: np.ndarray, side: int = 8) -> np.ndarray:
-    """A cheap feature per row for k-means pseudo-labels: ``side``x``side`` image pixels in [0, 1]
-    [N, side*side*C], or, without images, the audio features averaged over frames [N, features]."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if "image" in info.modalities:
-        col = _read(info, ["image"], rows).column("image").to_pylist()
-        out = []
-        for data, r in zip(col, rows):
-            _decode_image(data, info.path, int(r))  # validates and names the row on bad bytes
-            img = Image.open(io.BytesIO(data)).convert("RGB").resize((side, side), Image.BILINEAR)
-            out.append(np.asarray(img, dtype=np.float32).ravel() / 255.0)
-        return np.stack(out)
-    if "audio" in info.modalities:
-        col = _read(info, ["audio"], rows).column("audio").to_pylist()
-        return np.stack([np.asarray(a, dtype=np.float32).mean(0) for a in col])
-    raise DataError(f"dataset {info.path}: k-means pseudo-labels need an image or audio column")
-
-
-def audio_stats(info: DatasetInfo, rows: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-feature mean and std of the audio of ``rows`` (pooled over rows and frames), read in batches."""
-    total = total_sq = None
-    count, offset = 0, 0
-    wanted = np.zeros(int(rows.max()) + 1 if len(rows) else 0, dtype=bool)
-    wanted[rows] = True
-    for batch in parquet_file(info.path, info.storage).iter_batches(columns=["audio"], batch_size=1024):
-        keep = wanted[offset:offset + batch.num_rows]
-        offset += batch.num_rows
-        if not keep.any():
-            continue
-        col = batch.column(0).filter(pa.array(np.pad(keep, (0, batch.num_rows - len(keep)))))
-        a = np.asarray(col.to_pylist(), dtype=np.float64).reshape(-1, info.inputs.features)  # [rows*frames, F]
-        total = a.sum(0) if total is None else total + a.sum(0)
-        total_sq = (a ** 2).sum(0) if total_sq is None else total_sq + (a ** 2).sum(0)
-        count += len(a)
-    assert total is not None and total_sq is not None
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0)) + 1e-6
-    return tuple(mean.tolist()), tuple(std.tolist())

@@ -87,12 +87,12 @@ def test_evaluation_pools_over_uneven_batches():
 
 
 def test_audio_is_standardised_with_training_rows_only():
-    from fedray.data.dataset import _read
+    from fedray.data.dataset import read_columns
     from fedray.plan import plan_run
 
     plan = plan_run(load_config(preset="avdigits", overrides=["data.partition.kind=iid"]))
     mean, std = (np.asarray(v) for v in plan.info.audio_norm)
     rows = np.sort(np.concatenate(plan.client_rows))
-    audio = np.asarray(_read(plan.info, ["audio"], rows).column("audio").to_pylist(), dtype=np.float64).reshape(-1, 13)
+    audio = np.asarray(read_columns(plan.info, ["audio"], rows).column("audio").to_pylist(), dtype=np.float64).reshape(-1, 13)
     assert np.allclose(mean, audio.mean(0), atol=1e-4) and np.allclose(std, audio.std(0), rtol=1e-3)
     assert not set(rows) & set(plan.eval_rows.tolist())
