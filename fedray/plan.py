@@ -10,6 +10,7 @@ import numpy as np
 from fedray.config import ConfigError, ExperimentConfig
 from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
 from fedray.data.assign import assign_clients
+from fedray.data.dataset import read_columns
 from fedray.data.features import audio_stats
 from fedray.model import build_model
 from fedray.schedules import build_schedule
@@ -45,6 +46,11 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
     if cfg.model.task == "classification" and not (info.inputs.num_classes and info.has_labels):
         raise ConfigError(f"config key 'model.task': classification needs a 'label' column and label_names "
                           f"in the metadata of dataset {info.path}")
+    if cfg.model.task == "classification":
+        labels = read_columns(info, ["label"]).column("label").to_numpy()
+        if labels.min() < 0 or labels.max() >= info.inputs.num_classes:
+            raise ConfigError(f"dataset {info.path}, column 'label': values must be in [0, {info.inputs.num_classes}) "
+                              f"(one per label_names entry), found {labels.min()}..{labels.max()}")
     client_rows, partition = assign_clients(cfg, info)
     if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
         info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))

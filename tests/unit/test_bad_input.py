@@ -126,3 +126,17 @@ def test_classification_without_labels_is_a_config_error(tiny, tmp_path):
                "train.lr={image: 0.001, audio: 0.001, head: 0.001}")
     with pytest.raises(ConfigError, match=r"model\.task.*'label' column.*nolabel\.parquet"):
         plan_run(cfg)
+
+
+def test_label_outside_label_names_is_named(tiny, tmp_path):
+    from fedray.plan import plan_run
+
+    path = tmp_path / "badlabel.parquet"
+    write_dataset({"id": ["a", "b"], "split": ["train", "test"], "label": [0, 5], "image": [_png(1), _png(2)],
+                   "audio": [[[0.0]], [[1.0]]]},
+                  {"id": pa.string(), "split": pa.string(), "label": pa.int64(), "image": pa.binary(),
+                   "audio": pa.list_(pa.list_(pa.float32()))}, {"name": "x", "label_names": ["a", "b"]}, str(path))
+    cfg = tiny(f"data.source={path}", "model.task=classification", "model.towers={image: {arch: vit}, audio: {arch: vit}}",
+               "train.lr={image: 0.001, audio: 0.001, head: 0.001}")
+    with pytest.raises(ConfigError, match=r"badlabel\.parquet, column 'label': values must be in \[0, 2\).*0\.\.5"):
+        plan_run(cfg)
