@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from fedray.config import ConfigError, ExperimentConfig
 from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
 from fedray.data.partition import iid
 from fedray.model import build_model
+from fedray.packing import pack_clients, resolve_clients_per_actor
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator
 
@@ -55,8 +57,15 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
     if cfg.data.eval_limit and len(eval_rows) > cfg.data.eval_limit:
         pick = np.random.default_rng(cfg.train.seed).choice(len(eval_rows), cfg.data.eval_limit, replace=False)
         eval_rows = eval_rows[np.sort(pick)]
-    hosts = tuple((c,) for c in range(cfg.data.num_clients))
-    return RunPlan(cfg, info, client_rows, eval_rows, hosts)
+    cpus = cfg.runtime.num_cpus or os.cpu_count() or 1  # a cluster's real size re-packs "auto" in the backend
+    return repack(RunPlan(cfg, info, client_rows, eval_rows, ()), cpus)
+
+
+def repack(plan: RunPlan, cpus: float, gpus: float = 0.0) -> RunPlan:
+    """The plan with clients packed into hosts for ``runtime.clients_per_actor`` on these resources."""
+    rt = plan.cfg.runtime
+    per_host = resolve_clients_per_actor(rt.clients_per_actor, len(plan.client_rows), cpus, gpus, rt.client_gpus)
+    return replace(plan, hosts=pack_clients([len(r) for r in plan.client_rows], per_host))
 
 
 def make_orchestrator(plan: RunPlan, fleet: Fleet, device: str = "cpu") -> Orchestrator:

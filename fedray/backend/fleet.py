@@ -13,7 +13,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from fedray.backend.actors import HostActor, ServerActor
 from fedray.backend.session import client_resources
 from fedray.client import HostResult, RoundTask
-from fedray.plan import RunPlan
+from fedray.plan import RunPlan, repack
 
 
 class RayFleet:
@@ -70,6 +70,9 @@ class RayFleet:
 def run_on_ray(plan: RunPlan, namespace: str) -> Iterator[dict[str, Any]]:
     """Start the server actor on this node and stream its per-round records (last: ``__outcome__``)."""
     node = ray.get_runtime_context().get_node_id()
+    if plan.cfg.runtime.clients_per_actor == "auto":  # pack for the cluster we actually joined
+        res = ray.cluster_resources()
+        plan = repack(plan, res.get("CPU", 1.0), res.get("GPU", 0.0))
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
