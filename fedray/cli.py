@@ -28,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="run fedmml, lw and prog on one config and print a table")
     _config_args(cmp_)
     cmp_.add_argument("--out", help="directory for the three runs and comparison.csv/.md")
+
+    bench = sub.add_parser("bench", help="benchmarks: overhead, prefix-cache, scale (figures + JSON)")
+    bench.add_argument("name", choices=("overhead", "prefix-cache", "scale"))
+    bench.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures to this JSON file")
+    bench.add_argument("--repeats", type=int, help="repeats (medians are reported); default 3 (scale: 1)")
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="overhead: client actors on GPUs")
+    bench.add_argument("--loop-threads", type=int, action="append",
+                       help="overhead: threads of the in-process reference loop (repeatable; default 1 and all CPUs)")
     return parser
 
 
@@ -35,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.command == "bench":
+            from fedray.bench import run_bench
+
+            run_bench(args.name, args.repeats, args.json_out, args.device, args.loop_threads)
+            return 0
         cfg = load_config(args.config, args.preset, args.overrides)
         if args.command == "run":
             from fedray.api import run_experiment
