@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,7 +55,7 @@ def client_resources(runtime: RuntimeConfig, num_hosts: int) -> tuple[float, flo
     total = float(ray.cluster_resources().get("CPU", 0.0))
     if cpus is None:  # share what is left after the server, at most one CPU each
         cpus = min(1.0, max(0.01, (total - runtime.server_cpus) / num_hosts))
-        cpus = float(f"{cpus:.4g}")
+        cpus = math.floor(cpus * 1e4) / 1e4  # round down: 8 x 0.21875 must not become 8 x 0.2188 > 1.75
     need = runtime.server_cpus + num_hosts * cpus
     if need > total + 1e-9 and not _autoscaling():
         raise RuntimeError(
