@@ -51,6 +51,18 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by live processes ``pids`` (a load-independent cost figure)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class MemorySampler:
     """Peak summed RSS of this process and all its descendants (the local Ray's GCS, raylet, workers, actors)."""
 
