@@ -135,7 +135,12 @@ def run(repeats: int = 3, device: str = "cpu", variants: tuple[str, ...] = ("1",
                 walls[v].append(wall)
             threads_before = torch.get_num_threads()
             for t in loop_threads:
-                loop_rows = inprocess_rounds(base, t, device)
+                if device == "cuda":
+                    with GpuSampler() as sampler:
+                        loop_rows = inprocess_rounds(base, t, device)
+                    gpu.setdefault(f"loop-{t}", []).append(sampler.summary())
+                else:
+                    loop_rows = inprocess_rounds(base, t, device)
                 loop[t] += steady(loop_rows)
             torch.set_num_threads(threads_before)
             n = len(steady(loop_rows))
@@ -145,7 +150,8 @@ def run(repeats: int = 3, device: str = "cpu", variants: tuple[str, ...] = ("1",
     report["inprocess_round_s"] = {str(t): median(v) for t, v in loop.items()}
     best_t = min(loop, key=lambda t: median(loop[t]))
     ref = median(loop[best_t])
-    report["reference"] = {"loop_threads": best_t, "round_s": ref}
+    report["reference"] = {"loop_threads": best_t, "round_s": ref,
+                           **({"gpu_util": gpu[f"loop-{best_t}"]} if f"loop-{best_t}" in gpu else {})}
     report["cluster_cpus"] = total_cpus
     report["fedray"] = {v: {"round_s": median(fed[v]), "ratio": median(fed[v]) / ref,
                             "run_wall_s": median(walls[v]), **({"gpu_util": gpu[v]} if v in gpu else {})}
