@@ -23,6 +23,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
 ARCHS = ("vit", "bert", "distilbert", "ast")
 METHODS = ("fedmml", "lw", "prog")
 ALLOCATIONS = ("uniform", "skewed")
+FUSIONS = ("concat", "add", "attention", "co_attention")
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,16 @@ class ModelConfig:
     )
     head: HeadConfig = field(default_factory=HeadConfig)
     temperature: float = 0.05  # fixed InfoNCE temperature (paper: 0.05, not learned)
+    task: str = "contrastive"  # contrastive (InfoNCE over modality pairs) | classification (fusion + CE)
+    fusion: str = "concat"  # classification: concat | add | attention | co_attention (paper §3.2)
+    pred_hidden_size: int = 128  # classification: hidden width of the prediction head
 
     def __post_init__(self) -> None:
         _check(len(self.towers) >= 2, "towers", "a multimodal model needs at least two towers")
+        _check(self.task in ("contrastive", "classification"), "task",
+               f"unknown task {self.task!r}; expected 'contrastive' or 'classification'")
+        _check(self.fusion in FUSIONS, "fusion", f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
+        _check(self.pred_hidden_size > 0, "pred_hidden_size", "must be positive")
         _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         for name, tower in self.towers.items():
             _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")
@@ -92,13 +100,25 @@ class PartitionConfig:
 
     kind: str = "iid"  # iid | dirichlet (per-class Dir(beta) label skew)
     beta: float = 0.5
-    label_column: str = "label"
+    label_column: str = "label"  # a label column of the dataset, or "kmeans" (pseudo-labels of image thumbnails)
     min_size: int | None = None  # smallest shard allowed; None = the batch size
+    clusters: int = 10  # k for label_column: kmeans
 
     def __post_init__(self) -> None:
         _check(self.kind in ("iid", "dirichlet"), "kind", f"unknown partition {self.kind!r}; expected 'iid' or 'dirichlet'")
         _check(self.beta > 0, "beta", f"must be > 0, got {self.beta}")
         _check(self.min_size is None or self.min_size > 0, "min_size", "must be positive")
+        _check(self.clusters > 1, "clusters", f"must be at least 2, got {self.clusters}")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Object storage for s3:// sources and run directories; unset fields fall back to the AWS env vars."""
+
+    endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 (MinIO, moto); None = AWS
+    region: str | None = None
+    key: str | None = field(default=None, repr=False)  # never written to the run directory
+    secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,7 @@ class DataConfig:
     eval_limit: int | None = None  # evaluate on at most N held-out rows
     augment: bool = False  # random flips/crops of training images
     caption: int = 0  # which caption of each row to use (0 = the main one; rows with fewer use their last)
+    storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// sources and --out s3://...
 
     def __post_init__(self) -> None:
         _check(self.num_clients > 0, "num_clients", f"must be positive, got {self.num_clients}")
@@ -179,6 +200,10 @@ class RuntimeConfig:
     # Fraction of a round's cohort that must return; 1.0 = retry lost clients' tasks until they do (bounded).
     min_completion: float = 1.0
     client_restarts: int = 3  # Ray restarts of a dead client actor, and retries of its task per round
+    # lw: train on cached frozen-prefix activations. auto = when valid, on = required (error if not valid), off.
+    cache_prefix: str | bool = "auto"  # YAML reads bare on/off as true/false: both spellings accepted
+    cache_budget_mb: float = 512.0  # per client actor; clients past it recompute the prefix per batch
+    clients_per_actor: int | str = 1  # client runtimes per actor (host); "auto" = from population and CPUs
 
     def __post_init__(self) -> None:
         _check(self.backend in ("ray", "local"), "backend", f"unknown backend {self.backend!r}; expected 'ray' or 'local'")
@@ -193,6 +218,14 @@ class RuntimeConfig:
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no checkpoints)")
         _check(0.0 < self.min_completion <= 1.0, "min_completion", f"must be in (0, 1], got {self.min_completion}")
         _check(self.client_restarts >= 0, "client_restarts", "must be >= 0")
+        if isinstance(self.cache_prefix, bool):
+            object.__setattr__(self, "cache_prefix", "on" if self.cache_prefix else "off")
+        _check(self.cache_prefix in ("auto", "on", "off"), "cache_prefix",
+               f"unknown mode {self.cache_prefix!r}; expected 'auto', 'on' or 'off'")
+        _check(self.cache_budget_mb >= 0, "cache_budget_mb", "must be >= 0")
+        cpa = self.clients_per_actor
+        _check(cpa == "auto" or (isinstance(cpa, int) and not isinstance(cpa, bool) and cpa > 0), "clients_per_actor",
+               f"must be a positive integer or 'auto', got {cpa!r}")
 
 
 @dataclass(frozen=True)
@@ -221,6 +254,23 @@ class ExperimentConfig:
         if self.data.partition.min_size is not None:
             _check(self.data.partition.min_size >= self.train.batch_size, "data.partition.min_size",
                    f"must be >= train.batch_size ({self.train.batch_size}) or clients take no step")
+        problem = prefix_cache_problem(self)
+        _check(self.runtime.cache_prefix != "on" or problem is None, "runtime.cache_prefix",
+               f"'on' but the frozen-prefix cache is not valid here: {problem}; use 'auto' or 'off'")
+
+
+def prefix_cache_problem(cfg: ExperimentConfig) -> str | None:
+    """Why frozen-prefix activations cannot be cached for this config, or None when they can.
+
+    Frozen groups run in eval mode (no dropout), so only the method and augmentation matter.
+    """
+    if cfg.train.method != "lw":
+        return f"train.method={cfg.train.method} trains every present group, so there is no frozen prefix (needs lw)"
+    if cfg.train.stages < 2:
+        return "train.stages=1: lw with one stage freezes nothing"
+    if cfg.data.augment:
+        return "data.augment=true: random augmentation changes the frozen prefix's inputs at every step"
+    return None
 
 
 def blocks_per_stage(tower: TowerConfig, stages: int) -> int:
