@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="run fedmml, lw and prog on one config and print a table")
     _config_args(cmp_)
     cmp_.add_argument("--out", help="directory for the three runs and comparison.csv/.md")
+
+    res = sub.add_parser("resources", help="one client's memory, FLOPs and communication for fedmml, lw and prog")
+    _config_args(res)
+    res.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    res.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="where the measured step runs (cuda also reports torch.cuda.max_memory_allocated)")
     return parser
 
 
@@ -48,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             root, rows = compare(cfg, args.out, address=args.address)
             print(to_markdown(rows))
             print(f"comparison written to {root}/comparison.md")
+        elif args.command == "resources":
+            import json
+
+            from fedray.resources.estimate import estimate, to_text, workload_of
+
+            report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset)
+            print(json.dumps(report, indent=2) if args.json else to_text(report))
     except (ConfigError, ValueError, OSError) as err:
         print(f"fedray: error: {err}", file=sys.stderr)
         return 2

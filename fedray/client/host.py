@@ -17,6 +17,7 @@ import torch
 from fedray.config import ExperimentConfig
 from fedray.data import DatasetInfo, Shard, load_rows
 from fedray.model import build_model
+from fedray.resources.meter import StepMeter, cuda_peak
 from fedray.schedules import StageSpec
 from fedray.training import PartialSum, configure_trainable, local_train
 
@@ -40,6 +41,8 @@ class ClientStats:
     steps: int
     loss: float
     seconds: float
+    flops: int = 0  # training FLOPs of this round (measured step x steps)
+    peak_memory_bytes: int = 0  # CUDA: max_memory_allocated; CPU: the memory model (fedray.resources.meter)
 
 
 @dataclass
@@ -82,6 +85,7 @@ class ClientHost:
         self.shards: dict[int, Shard] = {c: load_rows(info, r, max_length) for c, r in sorted(rows.items())}
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
+        self._meters: dict[int, StepMeter] = {}  # per stage: the first step is measured, then cached
 
     def sizes(self) -> dict[int, int]:
         """Samples per client."""
@@ -105,9 +109,13 @@ class ClientHost:
         for client in task.clients:
             start = time.perf_counter()
             load_state(self.model, payload)
-            stats = local_train(self.model, self.shards[client], spec, self.cfg.train,
-                                client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment)
+            meter = self._meters.setdefault(spec.index, StepMeter())
+            with cuda_peak(self.device) as cuda:
+                stats = local_train(self.model, self.shards[client], spec, self.cfg.train,
+                                    client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment, meter)
             result.partial.add(stats.num_samples, to_numpy(self.model.state(spec.exchanged)))
+            cost = meter.cost if stats.steps else None
             result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
-                                              time.perf_counter() - start))
+                                              time.perf_counter() - start, cost.flops * stats.steps if cost else 0,
+                                              (cuda[0] or cost.memory_bytes) if cost else 0))
         return result

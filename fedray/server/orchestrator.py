@@ -34,6 +34,8 @@ class RunOutcome:
     comm_bytes: int
     rounds: int
     state: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    flops: int = 0  # training FLOPs over all clients and rounds
+    peak_memory_bytes: int = 0  # the largest peak training memory any client reached
 
 
 def cohort_size(num_clients: int, participation: float) -> int:
@@ -58,6 +60,7 @@ class Orchestrator:
         self.host_synced = {h: 0 for h in set(host_of.values())}
         self.changed: dict[int, frozenset[str]] = {}  # stage -> groups that training changed in it
         self.comm_bytes = 0
+        self.flops = self.peak_memory_bytes = 0
 
     def _stale(self, synced: int, stage: StageSpec) -> set[str]:
         """Frozen groups changed by training since stage ``synced``."""
@@ -78,6 +81,7 @@ class Orchestrator:
                 continue
             self.model.set_depths(spec.depths)
             self.changed[spec.index] = spec.trainable
+            stage_flops = stage_comm = 0
             for stage_round in range(spec.rounds):
                 start = time.perf_counter()
                 cohort = sorted(int(c) for c in self.rng.choice(self.num_clients, k, replace=False))
@@ -87,13 +91,19 @@ class Orchestrator:
                 results = self.fleet.run_round(tasks, payload, prefix, prefix_hosts)
                 self._aggregate(results, payload)
                 self.comm_bytes += sent + received
+                flops, peak = _resources(results)
+                self.flops += flops
+                self.peak_memory_bytes = max(self.peak_memory_bytes, peak)
+                stage_flops, stage_comm = stage_flops + flops, stage_comm + sent + received
                 round_idx += 1
                 record = {
                     "method": cfg.train.method, "stage": spec.index + 1, "round": round_idx,
                     "stage_round": stage_round + 1, "cohort": len(cohort),
                     "train/loss": _mean_loss(results),
                     "comm/bytes_to_clients": sent, "comm/bytes_from_clients": received,
-                    "comm/total_bytes": self.comm_bytes,
+                    "comm/total_bytes": self.comm_bytes, "comm/stage_bytes": stage_comm,
+                    "res/flops": flops, "res/stage_flops": stage_flops, "res/total_flops": self.flops,
+                    "res/peak_memory_bytes": peak,
                     "time/round_s": time.perf_counter() - start,
                 }
                 if round_idx % cfg.train.eval_every == 0 or round_idx == total_rounds:
@@ -102,7 +112,7 @@ class Orchestrator:
                 record["time/elapsed_s"] = time.perf_counter() - t0
                 yield record
         state = to_numpy({n: t.clone() for n, t in self.model.state_dict().items()})
-        return RunOutcome(metrics, self.comm_bytes, round_idx, state)
+        return RunOutcome(metrics, self.comm_bytes, round_idx, state, self.flops, self.peak_memory_bytes)
 
     def _plan_prefix(self, spec: StageSpec, cohort: list[int], payload_bytes: int
                      ) -> tuple[int, int, dict[str, np.ndarray] | None, set[int]]:
@@ -133,6 +143,12 @@ class Orchestrator:
             return  # nobody returned samples: keep the global model
         with torch.no_grad():
             load_state(self.model, weighted_mean(total, payload))
+
+
+def _resources(results: list[HostResult]) -> tuple[int, int]:
+    """A round's training FLOPs (sum over clients) and peak memory (max over clients)."""
+    stats = [c for r in results for c in r.clients]
+    return sum(c.flops for c in stats), max((c.peak_memory_bytes for c in stats), default=0)
 
 
 def _mean_loss(results: list[HostResult]) -> float:

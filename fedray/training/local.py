@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -11,6 +13,9 @@ from fedray.config import TrainConfig
 from fedray.data import Shard
 from fedray.model import MultimodalModel, lr_group
 from fedray.schedules import StageSpec
+
+if TYPE_CHECKING:
+    from fedray.resources.meter import StepMeter
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ def configure_trainable(model: MultimodalModel, spec: StageSpec) -> None:
     deterministic (no dropout, fixed norm statistics) and build no autograd graph."""
     for name, param in model.named_parameters():
         param.requires_grad_(model.group_of(name) in spec.trainable)
+        if not param.requires_grad:
+            param.grad = None  # a group frozen at this stage must not keep its last gradient alive
     model.train()
     for group in spec.frozen:
         model.group_module(group).eval()
@@ -45,10 +52,11 @@ def make_optimizer(model: MultimodalModel, spec: StageSpec, cfg: TrainConfig) ->
 
 
 def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: TrainConfig, seed: int,
-                augment: bool = False) -> LocalResult:
+                augment: bool = False, meter: StepMeter | None = None) -> LocalResult:
     """Run ``cfg.local_epochs`` epochs over the shard (shuffled, drop_last) and return the stats.
 
-    The caller has loaded the global tensors and called :func:`configure_trainable`.
+    The caller has loaded the global tensors and called :func:`configure_trainable`. A ``meter``
+    measures the first step (FLOPs, memory) unless it already holds a cost.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout in trainable groups
@@ -60,10 +68,11 @@ def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: Trai
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n - bsz + 1, bsz):
             batch = {k: v.to(device, non_blocking=True) for k, v in shard.batch(perm[start:start + bsz], augment, gen).items()}
-            loss = model.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            with meter.step(model, opt) if meter is not None else nullcontext():
+                loss = model.loss(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             steps += 1
             total += loss.item()
     return LocalResult(n, steps, total / steps if steps else math.nan)
