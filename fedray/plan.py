@@ -10,6 +10,7 @@ from fedray.config import ConfigError, ExperimentConfig
 from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
 from fedray.data.partition import iid
 from fedray.model import build_model
+from fedray.model.pretrained import checkpoint_inputs
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator
 
@@ -39,6 +40,7 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
         if m not in info.modalities:
             raise ConfigError(f"config key 'model.towers.{m}': dataset {info.name} has no {m} column "
                               f"(it has {', '.join(info.modalities)})")
+    info = checkpoint_inputs(cfg, info)  # a pretrained text tower brings its own tokenizer
     train_rows, labels = split_rows(info, "train", cfg.data.partition.label_column)
     if cfg.data.train_limit:
         train_rows = train_rows[: cfg.data.train_limit]

@@ -18,7 +18,6 @@ from transformers import (
     ASTConfig,
     ASTModel,
     AutoConfig,
-    AutoModel,
     BertConfig,
     BertModel,
     DistilBertConfig,
@@ -123,8 +122,12 @@ def _hf_config(cfg: TowerConfig, spec: InputSpec) -> PretrainedConfig:
 
 def build_tower(cfg: TowerConfig, spec: InputSpec, modality: str, seed: int) -> Tower:
     """Build a full-depth tower from a config (random init from ``seed``) or a checkpoint."""
-    if cfg.checkpoint is not None:
-        hf = AutoModel.from_pretrained(cfg.checkpoint, attn_implementation="eager")
+    if cfg.checkpoint is not None:  # pretrained embeddings and blocks; see fedray.model.pretrained
+        from fedray.model.pretrained import load_hf_model, reset_fresh_parts
+
+        tower = _wrap(load_hf_model(cfg, f"model.towers.{modality}"), cfg.arch)
+        reset_fresh_parts(tower.final_norm)
+        return tower
     else:
         hf_cfg = _hf_config(cfg, spec)
         if modality == "audio" and cfg.arch == "vit":  # spectrogram as a one-channel image
