@@ -82,7 +82,8 @@ class ClientHost:
         self.cfg = cfg
         self.device = torch.device(device)
         max_length = max((t.max_length for m, t in cfg.model.towers.items() if m == "text"), default=32)  # captions only
-        self.shards: dict[int, Shard] = {c: load_rows(info, r, max_length) for c, r in sorted(rows.items())}
+        self.shards: dict[int, Shard] = {c: load_rows(info, r, max_length, caption=cfg.data.caption)
+                                         for c, r in sorted(rows.items())}
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
         self._meters: dict[int, StepMeter] = {}  # per stage: the first step is measured, then cached
