@@ -49,9 +49,11 @@ WORKLOADS = {"paper-coco": Workload(InputSpec(channels=3, image_size=224, vocab_
 
 
 def workload_of(cfg: ExperimentConfig, preset: str | None) -> Workload:
-    """The packaged workload of a paper preset, else shapes and shard size from the dataset."""
-    if preset in WORKLOADS:
-        return WORKLOADS[preset]
+    """The packaged workload of a paper preset (by preset or config name), else shapes and shard size
+    from the dataset."""
+    for name in (preset, cfg.name):
+        if name in WORKLOADS:
+            return WORKLOADS[name]
     from fedray.plan import plan_run  # reads only metadata and the split column
 
     plan = plan_run(cfg)

@@ -17,7 +17,9 @@ previous step's gradients and the optimizer state are still alive (``local_train
 ``zero_grad`` after the forward): the peak step. Transient buffers (an op's temporaries,
 frozen layers' activations, which build no graph) are not in the model.
 
-Memory on CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+Memory on CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, over a
+client's whole local training. In a run the host keeps the full-depth model on the device, so
+that figure includes blocks not yet present; ``fedray resources`` moves only present groups.
 """
 
 from __future__ import annotations

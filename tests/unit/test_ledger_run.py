@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from fedray.api import RunResult, run_experiment
 from fedray.cli import main
 from fedray.compare import comparison_rows
@@ -58,6 +61,12 @@ def test_resources_cli_prints_json_with_ratios(capsys):
     assert fedmml["peak_memory_bytes"] > lw["peak_memory_bytes"]
     assert [(s["method"], s["stage"]) for s in report["stages"]] == [
         ("fedmml", 1), ("lw", 1), ("lw", 2), ("prog", 1), ("prog", 2)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests/gpu covers the CUDA path")
+def test_resources_cli_refuses_cuda_without_a_gpu(capsys):
+    assert main(["resources", "--preset", "tiny", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_compare_rows_show_resources_and_ratios_to_fedmml():
