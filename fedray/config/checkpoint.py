@@ -47,6 +47,11 @@ def architecture(hf: Any, checkpoint: str, key: str) -> dict[str, Any]:
         out[name] = getattr(hf, attrs.get(arch, attrs.get("*", name)))
     if arch in ("vit", "ast"):
         out["patch_size"] = hf.patch_size
+    if arch == "ast":
+        if hf.frequency_stride != hf.time_stride:
+            raise ConfigError(f"config key '{key}': checkpoint {checkpoint!r} has different frequency and time "
+                              f"strides ({hf.frequency_stride}, {hf.time_stride}); fedray supports one patch stride")
+        out["patch_stride"] = hf.frequency_stride
     return out
 
 

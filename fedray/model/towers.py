@@ -115,8 +115,9 @@ def _hf_config(cfg: TowerConfig, spec: InputSpec) -> PretrainedConfig:
                                 dim=cfg.hidden_size, n_layers=cfg.num_layers, n_heads=cfg.num_heads,
                                 hidden_dim=cfg.intermediate_size, dropout=cfg.dropout, attention_dropout=cfg.dropout)
     if cfg.arch == "ast":
+        stride = cfg.patch_stride or cfg.patch_size
         return ASTConfig(num_mel_bins=spec.features, max_length=spec.frames, patch_size=cfg.patch_size,
-                         frequency_stride=cfg.patch_size, time_stride=cfg.patch_size, **common)
+                         frequency_stride=stride, time_stride=stride, **common)
     raise ValueError(f"cannot build a {cfg.arch} tower")
 
 

@@ -30,7 +30,8 @@ def tokens(tower: TowerConfig, modality: str, spec: InputSpec, text_length: int)
     if tower.arch in ("bert", "distilbert"):
         return text_length, 0
     if tower.arch == "ast":
-        patches = ((spec.features - p) // p + 1) * ((spec.frames - p) // p + 1)
+        stride = tower.patch_stride or p
+        patches = ((spec.features - p) // stride + 1) * ((spec.frames - p) // stride + 1)
         return patches + 2, patches * p * p * tower.hidden_size
     if modality == "audio":  # vit over a spectrogram: a one-channel (frames x features) image
         patches, channels = (spec.frames // p) * (spec.features // p), 1

@@ -139,3 +139,15 @@ def test_bad_checkpoints_are_clear_errors_before_compute(tmp_path):
     cfg = load_config(preset="tiny", overrides=[f"model.towers.image={{checkpoint: {tmp_path / 'vit64'}}}"])
     with pytest.raises(ConfigError, match=r"model\.towers\.image\.checkpoint.*64px"):
         plan_run(cfg)
+
+
+def test_an_ast_checkpoint_brings_its_patch_stride(tmp_path):
+    from transformers import ASTConfig, ASTModel
+
+    ASTModel(ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=4,
+                       frequency_stride=3, time_stride=3, num_mel_bins=13, max_length=32)).save_pretrained(tmp_path / "ast")
+    cfg = load_config(preset="tiny", overrides=[
+        f"model.towers={{image: {{arch: vit, patch_size: 8}}, audio: {{checkpoint: {tmp_path / 'ast'}}}}}",
+        "train.lr={image: 0.001, audio: 0.001, head: 0.001}"])
+    audio = cfg.model.towers["audio"]
+    assert (audio.arch, audio.patch_size, audio.patch_stride, audio.num_layers) == ("ast", 4, 3, 2)

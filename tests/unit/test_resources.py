@@ -106,3 +106,19 @@ def test_frozen_groups_drop_their_stale_gradients(tiny):
     configure_trainable(model, second)
     frozen = [n for n, p in model.named_parameters() if model.group_of(n) in second.frozen]
     assert frozen and all(dict(model.named_parameters())[n].grad is None for n in frozen)
+
+
+def test_audio_tower_with_overlapping_patches_matches_the_analytic_count(tiny):
+    cfg = tiny("model.towers={image: {arch: vit, hidden_size: 32, num_layers: 2, num_heads: 2, intermediate_size: 64,"
+               " patch_size: 8}, audio: {arch: ast, hidden_size: 32, num_layers: 2, num_heads: 2,"
+               " intermediate_size: 64, patch_size: 4, patch_stride: 3}}",
+               "train.lr={image: 0.001, audio: 0.001, head: 0.001}", "train.batch_size=4", "train.method=lw")
+    model = _model(cfg)
+    assert analytic.tokens(cfg.model.towers["audio"], "audio", INPUTS, 0)[0] == 4 * 10 + 2  # 13 x 32 features, stride 3
+    for stage in build_schedule(cfg):
+        cost, _ = measure_stage(model, cfg, stage, INPUTS, CPU)
+        assert cost.flops == analytic.step_flops(cfg, stage, INPUTS, 0, 4)
+    counted: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        counted[model.group_of(name)] = counted.get(model.group_of(name), 0) + p.numel()
+    assert counted == analytic.group_params(cfg, INPUTS, 0)
