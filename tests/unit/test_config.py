@@ -50,6 +50,15 @@ def test_invalid_values_name_their_key(override, key):
         load_config(preset="tiny", overrides=[override])
 
 
+def test_short_override_keys_resolve_to_a_unique_field():
+    cfg = load_config(preset="tiny", overrides=["method=prog", "beta=0.3", "participation=0.5"])
+    assert (cfg.train.method, cfg.data.partition.beta, cfg.train.participation) == ("prog", 0.3, 0.5)
+    with pytest.raises(ConfigError, match="ambiguous.*model.towers.<name>.hidden_size, model.head.hidden_size"):
+        load_config(preset="tiny", overrides=["hidden_size=8"])
+    with pytest.raises(ConfigError, match="config key 'metod': unknown key"):
+        load_config(preset="tiny", overrides=["metod=lw"])
+
+
 def test_unknown_preset_and_bad_override_syntax():
     with pytest.raises(ConfigError, match="unknown preset 'nope'; available: .*tiny"):
         load_config(preset="nope")
