@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--json", action="store_true", help="print JSON instead of tables")
     res.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                      help="where the measured step runs (cuda also reports torch.cuda.max_memory_allocated)")
+    res.add_argument("--probe-batch", type=int, metavar="N",
+                     help="measure steps of N samples and scale to train.batch_size (CPU; for steps too big to run)")
     return parser
 
 
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
             from fedray.resources.estimate import estimate, to_text, workload_of
 
-            report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset)
+            report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset,
+                              probe_batch=args.probe_batch)
             print(json.dumps(report, indent=2) if args.json else to_text(report))
     except (ConfigError, ValueError, OSError) as err:
         print(f"fedray: error: {err}", file=sys.stderr)

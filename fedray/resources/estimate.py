@@ -116,12 +116,27 @@ def prefix_sync_bytes(model: MultimodalModel, schedule: list[StageSpec]) -> dict
     return out
 
 
+def scaled(cost: StepCost, probe: int, batch: int) -> StepCost:
+    """A step of ``batch`` samples from one of ``probe``: FLOPs and saved activations are per sample.
+
+    Exact for every per-sample product; the contrastive loss's B x B logits (a few MFLOPs, tiny) are not.
+    """
+    return replace(cost, flops=round(cost.flops * batch / probe), saved_bytes=round(cost.saved_bytes * batch / probe))
+
+
 def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", preset: str | None = None,
-             methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
-    """Per-stage and whole-run resources of one client for each method (see the module docstring)."""
+             methods: tuple[str, ...] = METHODS, probe_batch: int | None = None) -> dict[str, Any]:
+    """Per-stage and whole-run resources of one client for each method (see the module docstring).
+
+    ``probe_batch`` measures steps of that many samples and scales them to the batch size (for
+    models whose real step does not fit the machine); CPU only.
+    """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is visible to torch")
+    if probe_batch is not None and (dev.type == "cuda" or not 2 <= probe_batch <= cfg.train.batch_size):
+        raise ConfigError(f"--probe-batch {probe_batch}: must be between 2 and train.batch_size "
+                          f"({cfg.train.batch_size}), on CPU")
     t0 = time.perf_counter()
     inputs, batch = workload.inputs, cfg.train.batch_size
     if workload.shard_size < batch:
@@ -141,7 +156,9 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
         for spec in schedule:
             key = (tuple(sorted(spec.depths.items())), spec.trainable)
             if key not in cache:
-                cache[key] = measure_stage(model, mcfg, spec, inputs, dev)
+                probe = replace(mcfg, train=replace(mcfg.train, batch_size=probe_batch or batch))
+                cost, cuda_bytes = measure_stage(model, probe, spec, inputs, dev)
+                cache[key] = (scaled(cost, probe_batch, batch) if probe_batch else cost), cuda_bytes
             cost, cuda_bytes = cache[key]
             model.set_depths(spec.depths)
             exchanged = sum(t.nbytes for t in model.state(spec.exchanged).values())
@@ -171,7 +188,8 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
             if m != "fedmml":
                 ratios[f"fedmml/{m}"] = {k: totals["fedmml"][k] / v for k, v in totals[m].items() if v}
     return {
-        "preset": preset or cfg.name, "device": str(dev), "batch_size": batch, "local_steps_per_round": steps,
+        "preset": preset or cfg.name, "device": str(dev), "batch_size": batch, "probe_batch": probe_batch,
+        "local_steps_per_round": steps,
         "workload": {"shard_size": workload.shard_size, "text_length": text_length, **asdict(inputs)},
         "methods": totals, "ratios": ratios, "stages": stages, "seconds": time.perf_counter() - t0,
     }
@@ -187,7 +205,8 @@ def to_text(report: dict[str, Any]) -> str:
     cuda = "cuda_max_memory_allocated" in m.get("fedmml", {})
     head = ["method", "peak memory MiB (CPU model)"] + (["cuda max allocated MiB"] if cuda else []) + [
         "TFLOPs (measured)", "TFLOPs (analytic)", "comm GB", "memory x", "FLOPs x", "comm x"]
-    lines = [f"resources of one client: {report['preset']} on {report['device']}, batch {report['batch_size']}, "
+    probe = f" (scaled from steps of {report['probe_batch']})" if report.get("probe_batch") else ""
+    lines = [f"resources of one client: {report['preset']} on {report['device']}, batch {report['batch_size']}{probe}, "
              f"{report['local_steps_per_round']} local steps per round, text length {report['workload']['text_length']}",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, t in m.items():

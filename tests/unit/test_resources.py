@@ -122,3 +122,15 @@ def test_audio_tower_with_overlapping_patches_matches_the_analytic_count(tiny):
     for name, p in model.named_parameters():
         counted[model.group_of(name)] = counted.get(model.group_of(name), 0) + p.numel()
     assert counted == analytic.group_params(cfg, INPUTS, 0)
+
+
+def test_a_probe_batch_scaled_to_the_batch_size_matches_measuring_the_full_batch(tiny):
+    from fedray.resources.estimate import Workload, estimate
+
+    cfg = tiny("train.batch_size=16", "model.head.kind=paper")
+    workload = Workload(INPUTS, shard_size=64)
+    full, probe = estimate(cfg, workload), estimate(cfg, workload, probe_batch=4)
+    for method, totals in full["methods"].items():
+        assert probe["methods"][method]["comm_bytes"] == totals["comm_bytes"]
+        for key in ("flops", "peak_memory_bytes"):  # only the B x B contrastive logits do not scale per sample
+            assert probe["methods"][method][key] == pytest.approx(totals[key], rel=0.01)
