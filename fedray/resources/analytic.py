@@ -82,7 +82,9 @@ def group_params(cfg: ExperimentConfig, spec: InputSpec, text_length: int) -> di
 
 
 def step_flops(cfg: ExperimentConfig, stage: StageSpec, spec: InputSpec, text_length: int, batch: int) -> int:
-    """Training FLOPs (forward + backward) of one step of ``batch`` samples at ``stage``."""
+    """Training FLOPs (forward + backward) of one step of ``batch`` samples at ``stage`` (contrastive task)."""
+    if getattr(cfg.model, "task", "contrastive") != "contrastive":
+        raise NotImplementedError("the analytic count covers the contrastive task only (no fusion heads yet)")
     macs, out_grad = 0, {}
     for m, tw in cfg.model.towers.items():
         n, conv = tokens(tw, m, spec, text_length)

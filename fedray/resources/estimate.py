@@ -73,6 +73,8 @@ def synthetic_shard(cfg: ExperimentConfig, inputs: InputSpec, rows: int, seed: i
             out["text_mask"] = torch.ones(rows, tw.max_length, dtype=torch.int64)  # every caption padded to max_length
         else:
             out["audio"] = torch.randn(rows, inputs.frames, inputs.features, generator=gen)
+    if getattr(cfg.model, "task", "contrastive") == "classification":  # the supervised task needs labels
+        out["label"] = torch.randint(0, max(1, getattr(inputs, "num_classes", 1)), (rows,), generator=gen)
     return Shard(out)
 
 
@@ -146,13 +148,14 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
     steps = cfg.train.local_epochs * (workload.shard_size // batch)
     model = build_model(cfg.model, {m: inputs for m in cfg.model.towers}, cfg.train.seed)
     cache: dict[tuple[Any, ...], tuple[StepCost, int]] = {}
-    totals: dict[str, dict[str, int]] = {}
+    totals: dict[str, dict[str, int | None]] = {}
     stages: list[dict[str, Any]] = []
     for method in methods:
         mcfg = replace(cfg, train=replace(cfg.train, method=method))
         schedule = build_schedule(mcfg)
         sync = prefix_sync_bytes(model, schedule)
-        total = {"comm_bytes": 0, "flops": 0, "peak_memory_bytes": 0, "analytic_flops": 0}
+        total = {"comm_bytes": 0, "flops": 0, "peak_memory_bytes": 0}
+        analytic_total: int | None = 0  # None once a stage has no analytic count
         for spec in schedule:
             key = (tuple(sorted(spec.depths.items())), spec.trainable)
             if key not in cache:
@@ -162,7 +165,10 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
             cost, cuda_bytes = cache[key]
             model.set_depths(spec.depths)
             exchanged = sum(t.nbytes for t in model.state(spec.exchanged).values())
-            predicted = analytic.step_flops(mcfg, spec, inputs, text_length, batch)
+            try:
+                predicted: int | None = analytic.step_flops(mcfg, spec, inputs, text_length, batch)
+            except NotImplementedError:
+                predicted = None
             row = {
                 "method": method, "stage": spec.index + 1, "rounds": spec.rounds, "steps_per_round": steps,
                 "depths": dict(spec.depths), "exchanged_bytes": exchanged, "prefix_sync_bytes": sync.get(spec.index, 0),
@@ -176,23 +182,29 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
             stages.append(row)
             total["comm_bytes"] += row["comm_bytes"]
             total["flops"] += row["flops"]
-            total["analytic_flops"] += spec.rounds * steps * predicted
+            if analytic_total is not None:
+                analytic_total = None if predicted is None else analytic_total + spec.rounds * steps * predicted
             if spec.rounds:
                 total["peak_memory_bytes"] = max(total["peak_memory_bytes"], cost.memory_bytes)
                 if dev.type == "cuda":
                     total["cuda_max_memory_allocated"] = max(total.get("cuda_max_memory_allocated", 0), cuda_bytes)
-        totals[method] = total
+        totals[method] = {**total, "analytic_flops": analytic_total}
     ratios = {}
     if "fedmml" in totals:
         for m in totals:
             if m != "fedmml":
-                ratios[f"fedmml/{m}"] = {k: totals["fedmml"][k] / v for k, v in totals[m].items() if v}
+                ratios[f"fedmml/{m}"] = {k: base / v for k, v in totals[m].items()
+                                         if v and (base := totals["fedmml"][k]) is not None}
     return {
         "preset": preset or cfg.name, "device": str(dev), "batch_size": batch, "probe_batch": probe_batch,
         "local_steps_per_round": steps,
         "workload": {"shard_size": workload.shard_size, "text_length": text_length, **asdict(inputs)},
         "methods": totals, "ratios": ratios, "stages": stages, "seconds": time.perf_counter() - t0,
     }
+
+
+def _g(flops: int | None, unit: float = 1e9) -> str:
+    return "-" if flops is None else f"{flops / unit:.5g}"
 
 
 def _mib(b: float) -> str:
@@ -212,7 +224,7 @@ def to_text(report: dict[str, Any]) -> str:
     for name, t in m.items():
         ratio = r.get(f"fedmml/{name}", {k: 1.0 for k in t}) if name != "fedmml" else {k: 1.0 for k in t}
         cells = [name, _mib(t["peak_memory_bytes"])] + ([_mib(t["cuda_max_memory_allocated"])] if cuda else []) + [
-            f"{t['flops'] / 1e12:.5g}", f"{t['analytic_flops'] / 1e12:.5g}", f"{t['comm_bytes'] / 1e9:.5g}",
+            f"{t['flops'] / 1e12:.5g}", _g(t["analytic_flops"], 1e12), f"{t['comm_bytes'] / 1e9:.5g}",
             f"{ratio.get('peak_memory_bytes', 0):.2f}", f"{ratio.get('flops', 0):.2f}", f"{ratio.get('comm_bytes', 0):.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     head = ["method", "stage", "rounds", "depths", "exchanged MiB", "prefix sync MiB", "step GFLOPs", "analytic",
@@ -222,7 +234,7 @@ def to_text(report: dict[str, Any]) -> str:
         mem = s["memory"]
         cells = [s["method"], str(s["stage"]), str(s["rounds"]), "/".join(str(v) for v in s["depths"].values()),
                  _mib(s["exchanged_bytes"]), _mib(s["prefix_sync_bytes"]), f"{s['step_flops'] / 1e9:.5g}",
-                 f"{s['analytic_step_flops'] / 1e9:.5g}", _mib(mem["state_bytes"]), _mib(mem["grad_bytes"]),
+                 _g(s["analytic_step_flops"]), _mib(mem["state_bytes"]), _mib(mem["grad_bytes"]),
                  _mib(mem["optimizer_bytes"]), _mib(mem["saved_bytes"]), _mib(mem["total"])]
         lines.append("| " + " | ".join(cells + ([_mib(s["cuda_max_memory_allocated"])] if cuda else [])) + " |")
     lines.append(f"\nmeasured in {report['seconds']:.0f} s")
