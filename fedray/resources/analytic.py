@@ -82,9 +82,14 @@ def group_params(cfg: ExperimentConfig, spec: InputSpec, text_length: int) -> di
 
 
 def step_flops(cfg: ExperimentConfig, stage: StageSpec, spec: InputSpec, text_length: int, batch: int) -> int:
-    """Training FLOPs (forward + backward) of one step of ``batch`` samples at ``stage`` (contrastive task)."""
-    if getattr(cfg.model, "task", "contrastive") != "contrastive":
-        raise NotImplementedError("the analytic count covers the contrastive task only (no fusion heads yet)")
+    """Training FLOPs (forward + backward) of one step of ``batch`` samples at ``stage``.
+
+    Classification counts the prediction head after concat/add fusion (no products of their own);
+    attention fusions are not modelled (NotImplementedError).
+    """
+    supervised = cfg.model.task == "classification"
+    if supervised and cfg.model.fusion not in ("concat", "add"):
+        raise NotImplementedError(f"no analytic count for {cfg.model.fusion} fusion")
     macs, out_grad = 0, {}
     for m, tw in cfg.model.towers.items():
         n, conv = tokens(tw, m, spec, text_length)
@@ -105,6 +110,13 @@ def step_flops(cfg: ExperimentConfig, stage: StageSpec, spec: InputSpec, text_le
             macs += d_in * d_out * (1 + up + tr)
             up = up or tr
         out_grad[m] = up
+    if supervised:  # Linear(F -> hidden) - ReLU - Linear(hidden -> classes), F = out_dim x (M, or M + 1 for add)
+        width = cfg.model.head.out_dim * (len(out_grad) + (cfg.model.fusion == "add"))
+        up, tr = any(out_grad.values()), "fusion" in stage.trainable
+        for d_in, d_out in ((width, cfg.model.pred_hidden_size), (cfg.model.pred_hidden_size, spec.num_classes)):
+            macs += d_in * d_out * (1 + up + tr)
+            up = up or tr
+        return 2 * batch * macs
     per_step = batch * macs
     for a, b in combinations(sorted(out_grad), 2):  # logits z_a @ z_b.T: [B, out] x [out, B]
         per_step += batch * batch * cfg.model.head.out_dim * (1 + out_grad[a] + out_grad[b])

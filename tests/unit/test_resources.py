@@ -134,3 +134,15 @@ def test_a_probe_batch_scaled_to_the_batch_size_matches_measuring_the_full_batch
         assert probe["methods"][method]["comm_bytes"] == totals["comm_bytes"]
         for key in ("flops", "peak_memory_bytes"):  # only the B x B contrastive logits do not scale per sample
             assert probe["methods"][method][key] == pytest.approx(totals[key], rel=0.01)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "add"])
+def test_supervised_step_flops_match_the_analytic_count(tiny, fusion):
+    cfg = tiny("model.task=classification", f"model.fusion={fusion}", "model.pred_hidden_size=16", "train.batch_size=4",
+               "train.method=lw")
+    inputs = InputSpec(channels=3, image_size=32, vocab_size=100, num_classes=5)
+    model = build_model(cfg.model, {m: inputs for m in cfg.model.towers}, cfg.train.seed)
+    for stage in build_schedule(cfg):
+        assert "fusion" in stage.trainable
+        cost, _ = measure_stage(model, cfg, stage, inputs, CPU)
+        assert cost.flops == analytic.step_flops(cfg, stage, inputs, 16, 4)
