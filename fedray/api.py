@@ -132,7 +132,8 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], resume:
         "stages": cfg.train.stages if cfg.train.method != "fedmml" else 1,
         "clients": cfg.data.num_clients,
         "metrics": _clean({k.removeprefix("eval/"): v for k, v in (outcome.metrics or _last_eval(rows)).items()}),
-        "resources": {"comm_bytes": outcome.comm_bytes},
+        "resources": {"comm_bytes": outcome.comm_bytes, "flops": outcome.flops,
+                      "peak_memory_bytes": outcome.peak_memory_bytes},
         "wall_time_s": time.perf_counter() - start,
     }
     run_dir.write_json("summary.json", summary)

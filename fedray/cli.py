@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(cmp_)
     cmp_.add_argument("--out", help="directory for the three runs and comparison.csv/.md")
 
+    res = sub.add_parser("resources", help="one client's memory, FLOPs and communication for fedmml, lw and prog")
+    _config_args(res)
+    res.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    res.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="where the measured step runs (cuda also reports torch.cuda.max_memory_allocated)")
+    res.add_argument("--probe-batch", type=int, metavar="N",
+                     help="measure steps of N samples and scale to train.batch_size (CPU; for steps too big to run)")
+
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     conv = data.add_parser("convert", help="convert a public dataset layout to fedray Parquet").add_subparsers(
         dest="fmt", required=True)
@@ -110,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             root, rows = compare(cfg, args.out, address=args.address)
             print(to_markdown(rows))
             print(f"comparison written to {root}/comparison.md")
+        elif args.command == "resources":
+            import json
+
+            from fedray.resources.estimate import estimate, to_text, workload_of
+
+            report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset,
+                              probe_batch=args.probe_batch)
+            print(json.dumps(report, indent=2) if args.json else to_text(report))
     except (ConfigError, ValueError, OSError) as err:
         print(f"fedray: error: {err}", file=sys.stderr)
         return 2

@@ -41,6 +41,7 @@ class TowerConfig:
     dropout: float = 0.0
     max_length: int = 32  # text: tokens per caption (padding and truncation)
     checkpoint: str | None = None  # local directory or hub id; None = random init from the seed
+    patch_stride: int | None = None  # ast: stride of the patch grid (distil-AST: 10); None = patch_size
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, "arch", f"unknown architecture {self.arch!r}; expected one of {ARCHS}")
@@ -49,6 +50,8 @@ class TowerConfig:
         _check(self.hidden_size % self.num_heads == 0, "hidden_size", "must be divisible by num_heads")
         _check(self.blocks_per_stage is None or self.blocks_per_stage > 0, "blocks_per_stage", "must be positive")
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(self.patch_stride is None or (self.arch == "ast" and self.patch_stride > 0), "patch_stride",
+               "only ast towers take a patch stride, and it must be positive")
 
 
 @dataclass(frozen=True)
