@@ -69,10 +69,13 @@ class RayFleet:
 
 def run_on_ray(plan: RunPlan, namespace: str) -> Iterator[dict[str, Any]]:
     """Start the server actor on this node and stream its per-round records (last: ``__outcome__``)."""
+    # Inside a placement group (a Tune trial) the server must land in the group's bundles, which
+    # pinning it to this node would bypass (a deadlock); its client actors then follow it there.
+    in_group = ray.util.get_current_placement_group() is not None
     node = ray.get_runtime_context().get_node_id()
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        scheduling_strategy=None if in_group else NodeAffinitySchedulingStrategy(node, soft=False),
     ).remote(plan, namespace)
     try:
         for ref in server.run.options(num_returns="streaming").remote():

@@ -1,0 +1,71 @@
+"""The Tune trainable: one fedray run per trial, through the same ``run_experiment`` as ``fedray run``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from fedray.api import run_experiment
+from fedray.rundir import RunDir
+from fedray.tune.metrics import RoundReporter
+from fedray.tune.spec import trial_config
+
+STATE = "state.json"  # inside each Tune checkpoint: the last reported round and the run directory
+
+
+def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str, sweep_name: str) -> None:
+    """Run the experiment ``base`` + ``params`` and ``tune.report`` every round with a checkpoint.
+
+    Writes ``<sweep_dir>/trials/<trial_id>/run`` (a normal fedray run directory) and ``trial.json``
+    (swept values, start and end times). A trial resumed after an interruption restarts its
+    simulation in ``run~2`` (the round loop has no mid-run restore yet); seeds are fixed, so it
+    repeats the same rounds, and rounds already reported to Tune are not reported again.
+    """
+    trial_id = tune.get_context().get_trial_id()
+    cpus, gpus = _client_bundle()
+    cfg = trial_config(base, params, name=f"{sweep_name}-{trial_id}")
+    # Client actors must ask for exactly what this trial's bundles hold (never "share the cluster").
+    cfg = replace(cfg, runtime=replace(cfg.runtime, backend="ray", address=None, client_cpus=cpus, client_gpus=gpus))
+    reported = _reported_round(tune.get_checkpoint())
+    trial = RunDir(Path(sweep_dir) / "trials" / trial_id)
+    trial.path.mkdir(parents=True, exist_ok=True)
+    run_path = next(p for k in range(1, 1000) if not (p := trial.path / ("run" if k == 1 else f"run~{k}")).exists())
+    info: dict[str, Any] = {"trial_id": trial_id, "params": params, "run_dir": run_path.name,
+                            "started_at": time.time(), "resumed_from_round": reported, "client_cpus": cpus,
+                            "client_gpus": gpus}
+    trial.write_json("trial.json", info)
+    to_result = RoundReporter(cfg)
+
+    def on_record(record: dict[str, Any]) -> None:
+        result = to_result(record)  # always: eval values and totals carry across rounds
+        if record["round"] <= reported:
+            return
+        with tempfile.TemporaryDirectory() as ckpt:
+            (Path(ckpt) / STATE).write_text(json.dumps({"round": record["round"], "run_dir": str(run_path)}))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(ckpt))
+
+    run_experiment(cfg, str(run_path), on_record=on_record, progress=lambda line: None)
+    trial.write_json("trial.json", info | {"finished_at": time.time()})
+
+
+def _client_bundle() -> tuple[float, float]:
+    """CPU and GPU of one client bundle of this trial's placement group (the last bundle)."""
+    group = ray.util.get_current_placement_group()
+    if group is None:
+        raise RuntimeError("fedray trials must run inside a placement group (tune.PlacementGroupFactory)")
+    last = group.bundle_specs[-1]
+    return float(last.get("CPU", 0.0)), float(last.get("GPU", 0.0))
+
+
+def _reported_round(checkpoint: tune.Checkpoint | None) -> int:
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as d:
+        return int(json.loads((Path(d) / STATE).read_text())["round"])
