@@ -78,8 +78,10 @@ def run_sweep(spec: SweepSpec, out: str | None = None, *, resume: bool = False,
         grid = tuner.fit()
     errors = [f"{r.path}: {r.error}" for r in grid if r.error is not None]
     write_report([str(root)], str(root), metric=spec.metric)
-    unfinished = sum(1 for p in (root / "trials").glob("*/trial.json") if '"finished_at"' not in p.read_text())
-    return SweepOutcome(str(root), concurrency, len(grid), errors, unfinished, time.perf_counter() - start)
+    # Trial states as Tune saved them (the in-memory grid counts an interrupted, pending trial as ended).
+    states = [t.status for t in tune.ExperimentAnalysis(str(root / TUNE_DIR)).trials]
+    unfinished = sum(s not in ("TERMINATED", "ERROR") for s in states)
+    return SweepOutcome(str(root), concurrency, len(states), errors, unfinished, time.perf_counter() - start)
 
 
 def param_space(space: dict[str, Dist]) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""``fedray report`` on plain run directories (local backend, no Ray): table rows and real PNGs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from PIL import Image
+
+from fedray.api import run_experiment
+from fedray.cli import main
+
+
+def test_report_on_run_dirs(tiny, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for method in ("lw", "prog"):
+        run_experiment(tiny("runtime.backend=local", "runtime.torch_threads=1", f"train.method={method}"), str(runs / method),
+                       progress=lambda line: None)
+    (runs / "broken").mkdir()  # a run that died before its first round: config.yaml and FAILED only
+    (runs / "broken" / "config.yaml").write_text((runs / "lw" / "config.yaml").read_text())
+    (runs / "broken" / "FAILED").write_text("RuntimeError: boom\n")
+
+    assert main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
+
+    rows = list(csv.DictReader((tmp_path / "rep" / "trials.csv").open()))
+    assert [(r["trial"], r["status"], r["train.method"]) for r in rows] == [
+        ("broken", "failed", "lw"), ("lw", "complete", "lw"), ("prog", "complete", "prog")]
+    summary = json.loads((runs / "prog" / "summary.json").read_text())
+    assert float(rows[2]["eval/i2t_r1"]) == summary["metrics"]["i2t_r1"]
+    assert float(rows[2]["comm_mb"]) == summary["resources"]["comm_bytes"] / 1e6
+    assert "| lw | complete | lw |" in (tmp_path / "rep" / "trials.md").read_text()
+    pngs = sorted(p.name for p in (tmp_path / "rep" / "plots").glob("*.png"))
+    assert pngs == ["eval_i2t_r1_vs_comm_mb.png", "eval_i2t_r1_vs_round.png"]  # one β: no β plot
+    for name in pngs:
+        with Image.open(tmp_path / "rep" / "plots" / name) as img:
+            img.verify()
+            assert img.format == "PNG" and img.size[0] > 300
+    assert str(tmp_path / "rep" / "trials.csv") in capsys.readouterr().out
+
+
+def test_report_rejects_other_dirs(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert f"{tmp_path}: not a sweep, compare or run directory" in capsys.readouterr().err
