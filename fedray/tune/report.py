@@ -25,7 +25,7 @@ class Trial:
     """One run as the report sees it."""
 
     name: str
-    status: str  # complete | failed | stopped (early-stopped by the scheduler, or interrupted)
+    status: str  # complete | failed | stopped (by the scheduler, or interrupted mid-run)
     config: dict[str, Any] = field(repr=False)  # the run's config.yaml
     params: dict[str, Any]  # swept values (empty for runs outside a sweep)
     rows: list[dict[str, Any]] = field(repr=False)  # metrics.jsonl
@@ -79,6 +79,8 @@ def _sweep_trial(path: Path) -> Trial:
     done = [r for r in runs if (r / "summary.json").is_file()]
     trial = _run((done or runs)[-1], info["trial_id"], info["params"])
     trial.started_at, trial.finished_at = info.get("started_at"), info.get("finished_at")
+    if "stopped_at_round" in info and trial.status != "complete":
+        trial.status = "stopped"  # by the scheduler (ASHA): not a failure
     return trial
 
 
@@ -128,6 +130,11 @@ def table(trials: list[Trial], swept: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _small(value: Any) -> Any:
+    """Tiny floats (learning rates) in scientific notation: the table's 3 decimals would show 0.000."""
+    return f"{value:.2e}" if isinstance(value, float) and 0 < abs(value) < 1e-3 else value
+
+
 def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
@@ -144,7 +151,7 @@ def write_report(paths: list[str], out: str, metric: str | None = None) -> list[
     target.path.mkdir(parents=True, exist_ok=True)
     target.write_text("trials.csv", to_csv(rows))
     times = ("started_at", "finished_at")  # unix times, for the CSV only
-    target.write_text("trials.md", to_markdown([{k: v for k, v in r.items() if k not in times} for r in rows]))
+    target.write_text("trials.md", to_markdown([{k: _small(v) for k, v in r.items() if k not in times} for r in rows]))
     metric = metric or _default_metric(rows)
     files = [str(target.path / "trials.csv"), str(target.path / "trials.md")]
     return files + make_plots(trials, rows, metric, target.path / "plots")

@@ -9,7 +9,7 @@ sizes), so a typo fails in a second instead of after an hour of trials. No Ray h
 from __future__ import annotations
 
 import itertools
-import json
+import copy
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -105,8 +105,11 @@ def trial_config(base: dict[str, Any], params: dict[str, Any], name: str | None 
 
 
 def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a raw config (reusing the ``--set`` parser: JSON is valid YAML)."""
-    return apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in values.items()])
+    """Set dotted keys in a raw config, through the ``--set`` parser (values written as flow YAML,
+    which reads back exactly: JSON would give ``1e-05``, a string to YAML 1.1)."""
+    flow = {k: yaml.safe_dump(v, default_flow_style=True, width=10**9).removesuffix("\n...\n").strip()
+            for k, v in values.items()}
+    return apply_overrides(raw, [f"{k}={text}" for k, text in flow.items()])
 
 
 def load_sweep(path: str, sets: list[str] | None = None) -> SweepSpec:
@@ -127,7 +130,7 @@ def load_sweep(path: str, sets: list[str] | None = None) -> SweepSpec:
 def apply_sets(data: dict[str, Any], sets: list[str], where: str) -> dict[str, Any]:
     """``--set`` for sweeps: sweep keys (``num_samples=4``, ``base.preset=tiny``, ``scheduler.grace_period=2``,
     ``search_space.train.method={grid: [lw, prog]}``) change the sweep; any other key overrides the base config."""
-    data = json.loads(json.dumps(data))  # a deep copy of plain YAML values
+    data = copy.deepcopy(data)
     for item in sets:
         key, sep, text = item.partition("=")
         if not sep or not key:

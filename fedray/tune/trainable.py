@@ -14,6 +14,7 @@ from ray import tune
 
 from fedray.api import run_experiment
 from fedray.rundir import RunDir
+from fedray.schedules import build_schedule
 from fedray.tune.metrics import RoundReporter
 from fedray.tune.spec import trial_config
 
@@ -42,17 +43,30 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
                             "client_gpus": gpus}
     trial.write_json("trial.json", info)
     to_result = RoundReporter(cfg)
+    last_round = sum(stage.rounds for stage in build_schedule(cfg))
+    final: list[dict[str, Any]] = []  # the last round's result
+    seen = {"round": 0}
+
+    def report(result: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as ckpt:
+            (Path(ckpt) / STATE).write_text(json.dumps({"round": result["round"], "run_dir": str(run_path)}))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(ckpt))
 
     def on_record(record: dict[str, Any]) -> None:
         result = to_result(record)  # always: eval values and totals carry across rounds
-        if record["round"] <= reported:
-            return
-        with tempfile.TemporaryDirectory() as ckpt:
-            (Path(ckpt) / STATE).write_text(json.dumps({"round": record["round"], "run_dir": str(run_path)}))
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(ckpt))
+        seen["round"] = record["round"]
+        if record["round"] == last_round:
+            final.append(result)  # reported once the run directory is complete (Tune may stop us on it)
+        elif record["round"] > reported:
+            report(result)  # raises SystemExit when the scheduler stops this trial
 
-    run_experiment(cfg, str(run_path), on_record=on_record, progress=lambda line: None)
+    try:
+        run_experiment(cfg, str(run_path), on_record=on_record, progress=lambda line: None)
+    except SystemExit:
+        trial.write_json("trial.json", info | {"stopped_at_round": seen["round"], "ended_at": time.time()})
+        raise
     trial.write_json("trial.json", info | {"finished_at": time.time()})
+    report(final[-1])
 
 
 def _client_bundle() -> tuple[float, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 from PIL import Image
 
@@ -36,6 +37,23 @@ def test_report_on_run_dirs(tiny, tmp_path, capsys):
             img.verify()
             assert img.format == "PNG" and img.size[0] > 300
     assert str(tmp_path / "rep" / "trials.csv") in capsys.readouterr().out
+
+
+def test_report_picks_the_finished_attempt_of_a_resumed_trial(tiny, tmp_path):
+    done = run_experiment(tiny("runtime.backend=local", "runtime.torch_threads=1"), str(tmp_path / "done"),
+                          progress=lambda line: None)
+    trial = tmp_path / "sweep" / "trials" / "abc_00000"
+    shutil.copytree(done.run_dir, trial / "run~2")  # the rerun after an interrupt finished
+    shutil.copytree(done.run_dir, trial / "run", ignore=shutil.ignore_patterns("summary.json"))  # interrupted
+    (trial / "trial.json").write_text(json.dumps({"trial_id": "abc_00000", "params": {"train.method": "lw"},
+                                                  "started_at": 1.0, "finished_at": 2.0}))
+    (trial.parent.parent / "sweep.yaml").write_text("search_space: {train.method: {grid: [lw]}}\n")
+
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+
+    (row,) = csv.DictReader((tmp_path / "sweep" / "trials.csv").open())
+    assert (row["trial"], row["status"], row["wall_s"]) == ("abc_00000", "complete", str(done.summary["wall_time_s"]))
+    assert list(row)[:3] == ["trial", "status", "train.method"]  # swept keys first
 
 
 def test_report_rejects_other_dirs(tmp_path, capsys):

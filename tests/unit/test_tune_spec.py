@@ -96,6 +96,8 @@ def test_sets_route_to_sweep_or_base(tmp_path):
     assert spec.search_space["data.partition.beta"].args == (0.05, 5)
     cfg = trial_config(spec.base, {"train.method": "prog", "data.partition.beta": 5})
     assert (cfg.name, cfg.train.method, cfg.data.partition.beta, cfg.train.total_rounds) == ("tiny", "prog", 5.0, 6)
+    small = trial_config(spec.base, {"train.lr.head": 1e-05, "train.rounds": [1, 1], "train.method": "lw"})
+    assert small.train.lr["head"] == 1e-05 and small.train.rounds == [1, 1]  # 1e-05 stays a number
     again = parse_sweep(yaml.safe_load(spec.to_yaml()), "saved")  # sweep.yaml round trip (used by --resume)
     assert again.base == spec.base and again.search_space == spec.search_space
 
