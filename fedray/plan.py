@@ -64,5 +64,5 @@ def make_orchestrator(plan: RunPlan, fleet: Fleet, device: str = "cpu") -> Orche
     cfg = plan.cfg
     model = build_model(cfg.model, {m: plan.info.inputs for m in cfg.model.towers}, cfg.train.seed).to(device)
     max_length = max(t.max_length for t in cfg.model.towers.values())
-    eval_shard = load_rows(plan.info, plan.eval_rows, max_length)
+    eval_shard = load_rows(plan.info, plan.eval_rows, max_length, caption=cfg.data.caption)
     return Orchestrator(cfg, model, build_schedule(cfg), fleet, plan.host_of, eval_shard)

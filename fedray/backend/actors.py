@@ -30,12 +30,12 @@ class HostActor:
 class ServerActor:
     """Runs the orchestrator next to its fleet; streams one record per round to the caller."""
 
-    def __init__(self, plan: Any, namespace: str) -> None:
+    def __init__(self, plan: Any, namespace: str, cpus: float, gpus: float) -> None:
         from fedray.backend.fleet import RayFleet  # imported here: fleet.py imports this module
         from fedray.plan import make_orchestrator
 
         torch.set_num_threads(1)
-        self.orchestrator = make_orchestrator(plan, RayFleet(plan, namespace))
+        self.orchestrator = make_orchestrator(plan, RayFleet(plan, namespace, cpus, gpus))
 
     def run(self) -> Generator[dict[str, Any], None, None]:
         gen = self.orchestrator.run()

@@ -19,9 +19,8 @@ from fedray.plan import RunPlan
 class RayFleet:
     """One actor per client host, created once per run and kept for every round."""
 
-    def __init__(self, plan: RunPlan, namespace: str) -> None:
+    def __init__(self, plan: RunPlan, namespace: str, cpus: float, gpus: float) -> None:
         rt = plan.cfg.runtime
-        cpus, gpus = client_resources(rt, len(plan.hosts))
         threads = rt.torch_threads or max(1, math.floor(cpus))
         device = "cuda" if gpus > 0 else "cpu"
         remote = ray.remote(HostActor)
@@ -69,6 +68,7 @@ class RayFleet:
 
 def run_on_ray(plan: RunPlan, namespace: str) -> Iterator[dict[str, Any]]:
     """Start the server actor on this node and stream its per-round records (last: ``__outcome__``)."""
+    cpus, gpus = client_resources(plan.cfg.runtime, len(plan.hosts))  # fails here, before any actor starts
     # Inside a placement group (a Tune trial) the server must land in the group's bundles, which
     # pinning it to this node would bypass (a deadlock); its client actors then follow it there.
     in_group = ray.util.get_current_placement_group() is not None
@@ -76,7 +76,7 @@ def run_on_ray(plan: RunPlan, namespace: str) -> Iterator[dict[str, Any]]:
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
         scheduling_strategy=None if in_group else NodeAffinitySchedulingStrategy(node, soft=False),
-    ).remote(plan, namespace)
+    ).remote(plan, namespace, cpus, gpus)
     try:
         for ref in server.run.options(num_returns="streaming").remote():
             yield ray.get(ref)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         yield  # joined a cluster someone else runs: never shut it down
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=True)
+    ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=True,
+             _node_ip_address="127.0.0.1")  # a private instance talks only over loopback
     try:
         yield
     finally:
@@ -49,8 +51,10 @@ def client_resources(runtime: RuntimeConfig, num_hosts: int) -> tuple[float, flo
     cpus = runtime.client_cpus
     total = float(ray.cluster_resources().get("CPU", 0.0))
     if cpus is None:  # share what is left after the server, at most one CPU each
-        cpus = min(1.0, max(0.01, (total - runtime.server_cpus) / num_hosts))
-        cpus = float(f"{cpus:.4g}")
+        cpus = math.floor(min(1.0, (total - runtime.server_cpus) / num_hosts) * 1e4) / 1e4  # never round up
+        if cpus <= 0:
+            raise RuntimeError(f"runtime: the Ray cluster's {total:g} CPUs cannot hold {num_hosts} client actors "
+                               f"besides the server's {runtime.server_cpus:g}")
     need = runtime.server_cpus + num_hosts * cpus
     if need > total + 1e-9 and not _autoscaling():
         raise RuntimeError(

@@ -79,7 +79,8 @@ class ClientHost:
         self.cfg = cfg
         self.device = torch.device(device)
         max_length = max((t.max_length for t in cfg.model.towers.values()), default=32)
-        self.shards: dict[int, Shard] = {c: load_rows(info, r, max_length) for c, r in sorted(rows.items())}
+        self.shards: dict[int, Shard] = {c: load_rows(info, r, max_length, caption=cfg.data.caption)
+                                         for c, r in sorted(rows.items())}
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
 

@@ -68,15 +68,43 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _leaf_paths(tp: Any = ExperimentConfig, prefix: str = "") -> list[str]:
+    """Dotted paths of every field under the dataclass tree (not into mappings such as towers)."""
+    out = []
+    for f in dataclasses.fields(tp):
+        path = _join(prefix, f.name)
+        hint = typing.get_type_hints(tp)[f.name]
+        if dataclasses.is_dataclass(hint):
+            out += _leaf_paths(hint, path)
+        elif typing.get_origin(hint) is dict and dataclasses.is_dataclass(typing.get_args(hint)[1]):
+            out += _leaf_paths(typing.get_args(hint)[1], f"{path}.<name>")  # candidates only, never resolved
+        else:
+            out.append(path)
+    return out
+
+
+def resolve_key(key: str) -> str:
+    """A full dotted key, or a unique suffix of one: ``method`` -> ``train.method``, ``partition.beta`` -> ``data.partition.beta``."""
+    top = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    if key.split(".")[0] in top:
+        return key
+    matches = [p for p in _leaf_paths() if p.endswith("." + key)]
+    if len(matches) == 1 and "<name>" not in matches[0]:
+        return matches[0]
+    if matches:
+        raise ConfigError(f"override key '{key}' is ambiguous or needs a tower name; use one of: {', '.join(matches)}")
+    raise ConfigError(f"config key '{key}': unknown key; top-level sections are {', '.join(sorted(top))}")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3``, ``[0,1]``, ``lw``)."""
+    """Apply ``a.b.c=value`` overrides (or a unique suffix: ``method=lw``); values are parsed as YAML."""
     out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.method=lw")
         node = out
-        parts = key.split(".")
+        parts = resolve_key(key.strip()).split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

@@ -111,11 +111,13 @@ class DataConfig:
     train_limit: int | None = None  # use only the first N training rows (quick runs)
     eval_limit: int | None = None  # evaluate on at most N held-out rows
     augment: bool = False  # random flips/crops of training images
+    caption: int = 0  # which caption of each row to use (0 = the main one; rows with fewer use their last)
 
     def __post_init__(self) -> None:
         _check(self.num_clients > 0, "num_clients", f"must be positive, got {self.num_clients}")
         _check(self.train_limit is None or self.train_limit > 0, "train_limit", "must be positive")
         _check(self.eval_limit is None or self.eval_limit > 1, "eval_limit", "must be at least 2")
+        _check(self.caption >= 0, "caption", f"must be >= 0, got {self.caption}")
 
 
 @dataclass(frozen=True)

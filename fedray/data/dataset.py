@@ -120,7 +120,8 @@ def _augment(img: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
 
 
-def load_rows(info: DatasetInfo, rows: np.ndarray, max_length: int, label_column: str = "label") -> Shard:
+def load_rows(info: DatasetInfo, rows: np.ndarray, max_length: int, label_column: str = "label",
+              caption: int = 0) -> Shard:
     """Decode rows ``rows`` of the dataset into a :class:`Shard`."""
     names = pq.read_schema(info.path).names
     cols = [c for c in ("image", "text", "audio") if c in names] + ([label_column] if label_column in names else [])
@@ -130,8 +131,8 @@ def load_rows(info: DatasetInfo, rows: np.ndarray, max_length: int, label_column
         imgs = [_decode_image(b, info.path, int(r)) for b, r in zip(table.column("image").to_pylist(), rows)]
         tensors["image"] = torch.from_numpy(np.stack(imgs))
     if "text" in cols:
-        tensors["text_ids"], tensors["text_mask"] = tokenize(info, [c[0] for c in table.column("text").to_pylist()],
-                                                             max_length)
+        texts = [c[min(caption, len(c) - 1)] for c in table.column("text").to_pylist()]
+        tensors["text_ids"], tensors["text_mask"] = tokenize(info, texts, max_length)
     if "audio" in cols:
         audio = np.asarray(table.column("audio").to_pylist(), dtype=np.float32)
         tensors["audio"] = torch.from_numpy(audio)

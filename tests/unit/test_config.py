@@ -1,0 +1,87 @@
+"""Config loading: strict keys and types, named errors for every invalid value."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedray.config import ConfigError, dump_yaml, load_config, preset_names
+from fedray.plan import plan_run
+
+
+def test_presets_load_and_round_trip(tmp_path):
+    for name in preset_names():
+        cfg = load_config(preset=name)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(dump_yaml(cfg))
+        assert load_config(str(path)) == cfg
+
+
+def test_file_extends_preset_and_overrides_apply(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("preset: tiny\ntrain:\n  method: prog\n")
+    cfg = load_config(str(path), overrides=["train.rounds=[2, 3]", "model.towers.image.num_layers=4"])
+    assert cfg.train.method == "prog"
+    assert cfg.train.rounds == [2, 3]
+    assert cfg.model.towers["image"].num_layers == 4
+    assert cfg.data.source == "emoji"  # from the preset
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.methd=lw", "train.methd"),  # unknown key
+    ("train.batch_size=big", "train.batch_size"),  # wrong type
+    ("train.batch_size=1.5", "train.batch_size"),
+    ("model.towers.image.num_layers=true", "model.towers.image.num_layers"),
+    ("model.towers.image.blocks_per_stage=2", "model.towers.image.blocks_per_stage"),  # 2 stages x 2 > 2 blocks
+    ("train.rounds=[1, 1, 1]", "train.rounds"),  # length differs from stages
+    ("train.rounds=sometimes", "train.rounds"),
+    ("train.participation=0", "train.participation"),
+    ("train.participation=1.5", "train.participation"),
+    ("train.lr.image=-0.1", "train.lr.image"),  # negative rate
+    ("train.lr.audio=0.1", "train.lr.audio"),  # not a group of this model
+    ("train.method=sgd", "train.method"),
+    ("data.partition.beta=0", "data.partition.beta"),
+    ("model.towers.image.arch=resnet", "model.towers.image.arch"),
+    ("model.towers.text.arch=vit", "model.towers.text.arch"),
+    ("runtime.backend=spark", "runtime.backend"),
+    ("model.head.kind=linear", "model.head.kind"),
+])
+def test_invalid_values_name_their_key(override, key):
+    with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        load_config(preset="tiny", overrides=[override])
+
+
+def test_short_override_keys_resolve_to_a_unique_field():
+    cfg = load_config(preset="tiny", overrides=["method=prog", "beta=0.3", "participation=0.5"])
+    assert (cfg.train.method, cfg.data.partition.beta, cfg.train.participation) == ("prog", 0.3, 0.5)
+    with pytest.raises(ConfigError, match="ambiguous.*model.towers.<name>.hidden_size, model.head.hidden_size"):
+        load_config(preset="tiny", overrides=["hidden_size=8"])
+    with pytest.raises(ConfigError, match="config key 'metod': unknown key"):
+        load_config(preset="tiny", overrides=["metod=lw"])
+
+
+def test_unknown_preset_and_bad_override_syntax():
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; available: .*tiny"):
+        load_config(preset="nope")
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(preset="tiny", overrides=["train.method"])
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+
+
+def test_batch_larger_than_smallest_shard_is_rejected_before_compute():
+    cfg = load_config(preset="tiny", overrides=["data.num_clients=16", "train.batch_size=32"])  # 256 rows / 16 = 16
+    with pytest.raises(ConfigError, match=r"train.batch_size.*larger than client \d+'s shard \(16 rows\)"):
+        plan_run(cfg)
+
+
+def test_more_clients_than_rows_is_rejected():
+    cfg = load_config(preset="tiny", overrides=["data.num_clients=300"])
+    with pytest.raises(ValueError, match="300 clients but only 256 training rows"):
+        plan_run(cfg)
