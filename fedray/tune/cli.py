@@ -1,4 +1,4 @@
-"""``fedray tune`` and ``fedray report``: parse results of ``fedray.cli``, call the sweep API, print where things went."""
+"""``fedray tune`` and ``fedray report``: arguments parsed by ``fedray.cli`` in, sweep API called, locations out."""
 
 from __future__ import annotations
 

@@ -13,7 +13,10 @@ from fedray.training.evaluate import KS
 # Keys of every orchestrator round record (fedray/server/orchestrator.py), reported as they are.
 ROUND_KEYS = ("round", "stage", "stage_round", "cohort", "train/loss", "comm/bytes_to_clients",
               "comm/bytes_from_clients", "comm/total_bytes", "time/round_s", "time/elapsed_s")
-# Running totals the trial adds when the round records carry the resource ledger's per-round figures.
+# The resource ledger's keys in round records: FLOPs of all clients so far, and this round's largest client peak.
+LEDGER_TOTAL_FLOPS = "res/total_flops"
+LEDGER_PEAK_MEMORY = "res/peak_memory_bytes"
+# What the trial reports from them (NaN when a run records no ledger: not measured is not zero).
 FLOPS = "resources/flops"  # training FLOPs of all clients so far
 PEAK_MEMORY = "resources/peak_memory_bytes"  # the largest any client reached so far
 
@@ -56,18 +59,12 @@ class RoundReporter:
         return out
 
     def _ledger(self, record: dict[str, Any]) -> None:
-        """Per-round FLOPs add up; peak memory is a running maximum. Cumulative ledger keys
-        (``*_total``, ``*so_far``) replace the sum instead of adding to it."""
-        for key, value in record.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or key in (FLOPS, PEAK_MEMORY):
-                continue
-            leaf = key.rsplit("/", 1)[-1]
-            if "flops" in leaf:
-                cumulative = leaf.endswith(("_total", "so_far")) or key.startswith("total")
-                so_far = 0.0 if math.isnan(self.flops) else self.flops
-                self.flops = float(value) if cumulative else so_far + float(value)
-            elif "peak" in leaf and "mem" in leaf:
-                self.peak_memory = float(value) if math.isnan(self.peak_memory) else max(self.peak_memory, float(value))
+        """Totals so far from the resource ledger's round figures, when the run records them."""
+        if LEDGER_TOTAL_FLOPS in record:
+            self.flops = float(record[LEDGER_TOTAL_FLOPS])
+        if LEDGER_PEAK_MEMORY in record:
+            peak = float(record[LEDGER_PEAK_MEMORY])
+            self.peak_memory = peak if math.isnan(self.peak_memory) else max(self.peak_memory, peak)
 
 
 def _num(value: Any) -> float:

@@ -86,14 +86,10 @@ def run_sweep(spec: SweepSpec, out: str | None = None, *, resume: bool = False,
 
 def param_space(space: dict[str, Dist]) -> dict[str, Any]:
     """Tune domains, keyed by the dotted config keys (the trainable sets them on the base config)."""
-    make = {"grid": tune.grid_search, "choice": tune.choice}
-    out: dict[str, Any] = {}
-    for key, d in space.items():
-        if d.kind in make:
-            out[key] = make[d.kind](list(d.args))
-        else:
-            out[key] = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[d.kind](*d.args)
-    return out
+    listed = {"grid": tune.grid_search, "choice": tune.choice}
+    ranged = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}
+    return {key: listed[d.kind](list(d.args)) if d.kind in listed else ranged[d.kind](*d.args)
+            for key, d in space.items()}
 
 
 def _bundles(spec: SweepSpec, base: dict[str, Any], params: dict[str, Any], cluster: dict[str, float],
@@ -109,7 +105,8 @@ def _concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
     for cfg in spec.checked or (build(spec.base),):
         hosts = num_hosts(cfg)
         need: dict[str, float] = {}
-        for b in trial_bundles(cfg, spec.resources, hosts, client_gpus(spec.resources, cluster, 1, hosts)):
+        gpus = client_gpus(spec.resources, cluster, spec.max_concurrent_trials, hosts)  # auto shares never limit
+        for b in trial_bundles(cfg, spec.resources, hosts, gpus):
             for r, v in b.items():
                 need[r] = need.get(r, 0.0) + v
         per_trial = {r: max(per_trial.get(r, 0.0), v) for r, v in need.items()}

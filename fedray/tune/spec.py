@@ -8,8 +8,8 @@ sizes), so a typo fails in a second instead of after an hour of trials. No Ray h
 
 from __future__ import annotations
 
-import itertools
 import copy
+import itertools
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,7 +113,7 @@ def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_sweep(path: str, sets: list[str] | None = None) -> SweepSpec:
-    """Read and fully validate a sweep file; ``sets`` are ``--set`` overrides (see :func:`split_sets`)."""
+    """Read and fully validate a sweep file; ``sets`` are ``--set`` overrides (see :func:`apply_sets`)."""
     p = Path(path)
     if not p.is_file():
         raise SweepError(f"sweep file {path}: not found")

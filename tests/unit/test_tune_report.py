@@ -15,8 +15,8 @@ from fedray.cli import main
 def test_report_on_run_dirs(tiny, tmp_path, capsys):
     runs = tmp_path / "runs"
     for method in ("lw", "prog"):
-        run_experiment(tiny("runtime.backend=local", "runtime.torch_threads=1", f"train.method={method}"), str(runs / method),
-                       progress=lambda line: None)
+        cfg = tiny("runtime.backend=local", "runtime.torch_threads=1", f"train.method={method}")
+        run_experiment(cfg, str(runs / method), progress=lambda line: None)
     (runs / "broken").mkdir()  # a run that died before its first round: config.yaml and FAILED only
     (runs / "broken" / "config.yaml").write_text((runs / "lw" / "config.yaml").read_text())
     (runs / "broken" / "FAILED").write_text("RuntimeError: boom\n")
@@ -44,7 +44,8 @@ def test_report_picks_the_finished_attempt_of_a_resumed_trial(tiny, tmp_path):
                           progress=lambda line: None)
     trial = tmp_path / "sweep" / "trials" / "abc_00000"
     shutil.copytree(done.run_dir, trial / "run~2")  # the rerun after an interrupt finished
-    shutil.copytree(done.run_dir, trial / "run", ignore=shutil.ignore_patterns("summary.json"))  # interrupted
+    interrupted = shutil.ignore_patterns("summary.json")
+    shutil.copytree(done.run_dir, trial / "run", ignore=interrupted)
     (trial / "trial.json").write_text(json.dumps({"trial_id": "abc_00000", "params": {"train.method": "lw"},
                                                   "started_at": 1.0, "finished_at": 2.0}))
     (trial.parent.parent / "sweep.yaml").write_text("search_space: {train.method: {grid: [lw]}}\n")

@@ -125,9 +125,10 @@ def test_trial_bundles(tiny):
 def test_reporter_carries_eval_and_sums_ledger(tiny):
     cfg = tiny()
     rep = RoundReporter(cfg)
-    first = rep({"round": 1, "stage": 1, "eval/i2t_r1": 0.5, "comm/total_bytes": 10, "train/flops": 4.0,
-                 "train/peak_memory_bytes": 7})
-    second = rep({"round": 2, "stage": 2, "comm/total_bytes": 20, "train/flops": 6.0, "train/peak_memory_bytes": 5})
+    first = rep({"round": 1, "stage": 1, "eval/i2t_r1": 0.5, "comm/total_bytes": 10, "res/flops": 4,
+                 "res/total_flops": 4, "res/peak_memory_bytes": 7})
+    second = rep({"round": 2, "stage": 2, "comm/total_bytes": 20, "res/flops": 6, "res/total_flops": 10,
+                  "res/peak_memory_bytes": 5})
     assert second["eval/i2t_r1"] == 0.5 and math.isnan(second["eval/t2i_r5"])  # carried; never evaluated
     assert (first["resources/flops"], second["resources/flops"], second["resources/peak_memory_bytes"]) == (4, 10, 7)
     assert second["method"] == "lw" and second["beta"] == cfg.data.partition.beta
