@@ -22,11 +22,12 @@ PEAK_MEMORY = "resources/peak_memory_bytes"  # the largest any client reached so
 
 
 def eval_metrics(cfg: ExperimentConfig) -> set[str]:
-    """Names that ``fedray.training.evaluate`` produces for this model's modalities."""
+    """Names that ``fedray.training.evaluate`` produces: accuracy and macro-F1 for the supervised task,
+    else recall@K for every ordered pair of modalities (i=image, t=text, a=audio)."""
+    if getattr(cfg.model, "task", "contrastive") == "classification":
+        return {"eval/loss", "eval/accuracy", "eval/macro_f1"}
     towers = list(cfg.model.towers)
-    names = {"eval/loss"}
-    names |= {f"eval/{a[0]}2{b[0]}_r{k}" for a, b in permutations(towers, 2) for k in KS}
-    return names
+    return {"eval/loss"} | {f"eval/{a[0]}2{b[0]}_r{k}" for a, b in permutations(towers, 2) for k in KS}
 
 
 def reported_metrics(cfg: ExperimentConfig) -> set[str]:

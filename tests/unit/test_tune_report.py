@@ -10,6 +10,7 @@ from PIL import Image
 
 from fedray.api import run_experiment
 from fedray.cli import main
+from fedray.tune.metrics import eval_metrics
 
 
 def test_report_on_run_dirs(tiny, tmp_path, capsys):
@@ -22,6 +23,9 @@ def test_report_on_run_dirs(tiny, tmp_path, capsys):
     (runs / "broken" / "FAILED").write_text("RuntimeError: boom\n")
 
     assert main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
+
+    last = json.loads((runs / "lw" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {k for k in last if k.startswith("eval/")} == eval_metrics(tiny())  # what sweeps may name as metric
 
     rows = list(csv.DictReader((tmp_path / "rep" / "trials.csv").open()))
     assert [(r["trial"], r["status"], r["train.method"]) for r in rows] == [
