@@ -22,6 +22,7 @@ LABELS = {"fedmml": "FedMML", "lw": "LW-FedMML", "prog": "Prog-FedMML"}
 def make_plots(trials: list[Trial], rows: list[dict[str, Any]], metric: str, out: Path) -> list[str]:
     """Write every plot the data supports into ``out``; returns the PNG paths."""
     out.mkdir(parents=True, exist_ok=True)
+    rows = [r | {"label": _label(t)} for r, t in zip(rows, trials)]  # for the plots only
     files = []
     name = metric.replace("/", "_")
     if len({r["data.partition.beta"] for r in rows}) > 1:
@@ -36,6 +37,12 @@ def make_plots(trials: list[Trial], rows: list[dict[str, Any]], metric: str, out
     if any(any(metric in row for row in t.rows) for t in trials):
         files.append(_curves(trials, metric, out / f"{name}_vs_round.png"))
     return [str(f) for f in files]
+
+
+def _label(trial: Trial) -> str:
+    """A trial's swept values other than the method (``stages=3``), else its name."""
+    shown = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in trial.params.items() if k != "train.method"]
+    return ", ".join(shown) or trial.name
 
 
 def _method_label(method: str) -> str:
@@ -75,10 +82,14 @@ def _vs_resource(rows: list[dict[str, Any]], metric: str, key: str, label: str, 
     """Final metric against a resource total, one point per trial, one colour per method."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for method in sorted({r["train.method"] for r in rows}):
-        pts = [(r[key], r[metric]) for r in rows
-               if r["train.method"] == method and not is_missing(r.get(key)) and not is_missing(r.get(metric))]
-        if pts:
-            ax.scatter(*zip(*pts), color=COLOURS.get(method), label=_method_label(method), s=36, alpha=0.85)
+        mine = [r for r in rows
+                if r["train.method"] == method and not is_missing(r.get(key)) and not is_missing(r.get(metric))]
+        if mine:
+            ax.scatter([r[key] for r in mine], [r[metric] for r in mine], color=COLOURS.get(method),
+                       label=_method_label(method), s=36, alpha=0.85)
+        for r in mine if len(rows) <= 24 else []:  # say which trial each point is (swept values)
+            ax.annotate(r.get("label", ""), (r[key], r[metric]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points", color=COLOURS.get(method))
     xs = [r[key] for r in rows if not is_missing(r.get(key)) and r[key] > 0]
     if scale == "log" and xs and max(xs) / min(xs) > 10:  # a log axis only when totals span decades
         ax.set_xscale("log")
@@ -102,8 +113,7 @@ def _curves(trials: list[Trial], metric: str, path: Path) -> Path:
             if not pts:
                 continue
             colour = cmap(i)
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in t.params.items() if k != "train.method")
-            ax.plot(*zip(*pts), marker=".", color=colour, label=label or t.name)
+            ax.plot(*zip(*pts), marker=".", color=colour, label=_label(t))
             for prev, row in zip(t.rows, t.rows[1:]):
                 if row["stage"] != prev["stage"]:  # a new stage starts after round prev
                     ax.axvline(prev["round"] + 0.5, color=colour, linestyle="--", alpha=0.5, linewidth=1)
