@@ -64,7 +64,9 @@ def test_smoke_sweep_runs_two_trials_at_once(ray_local, tmp_path):
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trial(ray_local, tmp_path):
     sweep = tmp_path / "resumed"
-    cmd = [sys.executable, "-m", "fedray.cli", "tune", SMOKE, "--out", str(sweep), "--set", "max_concurrent_trials=1"]
+    address = ray_local.get_runtime_context().gcs_address  # the CLI joins the test's Ray: no second cluster
+    cmd = [sys.executable, "-m", "fedray.cli", "tune", SMOKE, "--out", str(sweep), "--set", "max_concurrent_trials=1",
+           "--address", address]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
