@@ -256,12 +256,13 @@ def _range(kind: str, args: list[Any], fail: Any) -> list[Any]:
 def _check_space(base: dict[str, Any], space: dict[str, Dist], fail: Any) -> list[ExperimentConfig]:
     """Build configs from the search space: each key alone at every probe value, then every combination of
     grid/choice values (ranges at their low end) up to ``_MAX_CHECKED``. Also plans each distinct config."""
+
     def make(values: dict[str, Any]) -> ExperimentConfig:
         try:
             cfg = trial_config(base, values)
             num_hosts(cfg)  # plans the run: dataset, partition, shard sizes
             return cfg
-        except ConfigError as err:
+        except (ValueError, OSError) as err:  # config errors, and data errors found while planning
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the base config"
             raise fail(f"search_space with {shown}: {err}") from None
 
