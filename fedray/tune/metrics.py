@@ -36,36 +36,42 @@ def reported_metrics(cfg: ExperimentConfig) -> set[str]:
 
 
 @dataclass
+class Ledger:
+    """Resource totals so far from the ledger's round figures; NaN until a record carries them."""
+
+    flops: float = math.nan
+    peak_memory: float = math.nan
+
+    def update(self, record: dict[str, Any]) -> None:
+        if LEDGER_TOTAL_FLOPS in record:
+            self.flops = float(record[LEDGER_TOTAL_FLOPS])
+        if LEDGER_PEAK_MEMORY in record:
+            peak = float(record[LEDGER_PEAK_MEMORY])
+            self.peak_memory = peak if math.isnan(self.peak_memory) else max(self.peak_memory, peak)
+
+
+@dataclass
 class RoundReporter:
     """Turns orchestrator records into Tune results: eval metrics carried forward, resource totals so far."""
 
     cfg: ExperimentConfig
     last_eval: dict[str, float] = field(default_factory=dict)
-    flops: float = math.nan  # NaN until a record carries ledger figures (not measured is not zero)
-    peak_memory: float = math.nan
+    ledger: Ledger = field(default_factory=Ledger)
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {k: record[k] for k in ROUND_KEYS if k in record}
         self.last_eval.update({k: v for k, v in record.items() if k.startswith("eval/")})
         for name in eval_metrics(self.cfg):  # Tune and ASHA need the metric in every result
             out[name] = _num(self.last_eval.get(name))
-        self._ledger(record)
-        out[FLOPS] = self.flops
-        out[PEAK_MEMORY] = self.peak_memory
+        self.ledger.update(record)
+        out[FLOPS] = self.ledger.flops
+        out[PEAK_MEMORY] = self.ledger.peak_memory
         # What the trial ran with, so every result row says it (also when not swept).
         out["method"] = self.cfg.train.method
         out["partition"] = self.cfg.data.partition.kind
         out["beta"] = self.cfg.data.partition.beta
         out["stages"] = self.cfg.train.stages if self.cfg.train.method != "fedmml" else 1
         return out
-
-    def _ledger(self, record: dict[str, Any]) -> None:
-        """Totals so far from the resource ledger's round figures, when the run records them."""
-        if LEDGER_TOTAL_FLOPS in record:
-            self.flops = float(record[LEDGER_TOTAL_FLOPS])
-        if LEDGER_PEAK_MEMORY in record:
-            peak = float(record[LEDGER_PEAK_MEMORY])
-            self.peak_memory = peak if math.isnan(self.peak_memory) else max(self.peak_memory, peak)
 
 
 def _num(value: Any) -> float:

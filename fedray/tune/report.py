@@ -15,9 +15,8 @@ from typing import Any
 import yaml
 
 from fedray.compare import to_csv, to_markdown
-from fedray.config import build
 from fedray.rundir import RunDir
-from fedray.tune.metrics import RoundReporter
+from fedray.tune.metrics import Ledger
 
 
 @dataclass
@@ -42,9 +41,9 @@ class Trial:
         out: dict[str, Any] = {}
         for row in self.rows:  # the latest value of every metric, and running resource totals
             out.update({k: v for k, v in row.items() if k.startswith(("eval/", "train/"))})
-        ledger = RoundReporter(build(self.config))
+        ledger = Ledger()  # no config parsing: reports read runs written by other fedray versions too
         for row in self.rows:
-            ledger._ledger(row)
+            ledger.update(row)
         out["comm_bytes"] = self.rows[-1]["comm/total_bytes"] if self.rows else None
         out["flops"] = None if is_missing(ledger.flops) else ledger.flops
         out["peak_memory_bytes"] = None if is_missing(ledger.peak_memory) else ledger.peak_memory
