@@ -39,8 +39,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
     stderr); ``on_record`` receives each round's metrics record (Tune reports from it).
     """
     plan = plan_run(cfg)
-    run_dir = RunDir.create(out, cfg.name)
+    run_dir = RunDir.create(out, cfg.name, storage=cfg.data.storage)
     run_dir.write_text("config.yaml", dump_yaml(cfg))
+    run_dir.write_json("partition.json", plan.partition)
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -110,6 +111,8 @@ def _progress_line(r: dict[str, Any]) -> str:
     r1 = r.get("eval/i2t_r1")
     parts = [f"[{r['method']}] stage {r['stage']} round {r['round']:>3}",
              f"loss {loss:.4f}" if loss is not None else "loss   n/a"]
+    if r.get("eval/accuracy") is not None:
+        parts.append(f"acc {r['eval/accuracy']:.3f} macro-F1 {r.get('eval/macro_f1', math.nan):.3f}")
     if r1 is not None:
         parts.append(f"i2t R@1 {r1:.3f} t2i R@1 {r.get('eval/t2i_r1', math.nan):.3f}")
     parts.append(f"{r['time/elapsed_s']:.1f}s")

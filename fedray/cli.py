@@ -29,6 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(cmp_)
     cmp_.add_argument("--out", help="directory for the three runs and comparison.csv/.md")
 
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    conv = data.add_parser("convert", help="convert a public dataset layout to fedray Parquet").add_subparsers(
+        dest="fmt", required=True)
+    coco = conv.add_parser("coco", help="COCO captions: --images DIR --captions captions_*.json")
+    coco.add_argument("--images", required=True, help="image folder (file_name is looked up here or in DIR/<split>/)")
+    coco.add_argument("--captions", required=True, nargs="+", help="captions_*.json files (name with 'val' -> test)")
+    coco.add_argument("--tokenizer", help="tokenizer.json to ship (default: a WordPiece vocab built from the captions)")
+    coco.add_argument("--limit", type=int, help="at most N images per captions file")
+    adv = conv.add_parser("advance", help="ADVANCE: class folders of image + .wav pairs")
+    adv.add_argument("--root", required=True, help="ROOT/<class>/ or ROOT/vision/<class>/ + ROOT/sound/<class>/")
+    adv.add_argument("--sample-rate", type=int, default=16000)
+    adv.add_argument("--mels", type=int, default=128, help="mel bins (features per frame)")
+    adv.add_argument("--frames", type=int, default=1024, help="frames (10 ms hop) per clip, cropped or padded")
+    for p in (coco, adv):
+        p.add_argument("--out", required=True, help="output .parquet path or s3://bucket/key.parquet")
+        p.add_argument("--image-size", type=int, default=224, help="square side images are resized to")
+        p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL); keys come from the AWS env vars")
+        p.add_argument("--region", help="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION)")
+
     tune_ = sub.add_parser("tune", help="run a Ray Tune sweep from tune_configs/*.yaml, then report it")
     tune_.add_argument("sweep", help="sweep YAML (base config, search space, metric, scheduler)")
     tune_.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -45,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _convert(args: argparse.Namespace) -> None:
+    from fedray.config.schema import StorageConfig
+    from fedray.data.convert import convert_advance, convert_coco
+
+    storage = StorageConfig(endpoint_url=args.endpoint_url, region=args.region)
+    if args.fmt == "coco":
+        counts = convert_coco(args.images, args.captions, args.out, args.image_size, args.tokenizer, storage, args.limit)
+    else:
+        counts = convert_advance(args.root, args.out, args.image_size, args.sample_rate, args.mels, args.frames,
+                                 storage=storage)
+    print(f"wrote {args.out}: {counts['train']} train rows, {counts['test']} test rows")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -53,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return tune_main(args)
     try:
+        if args.command == "data":
+            _convert(args)
+            return 0
         cfg = load_config(args.config, args.preset, args.overrides)
         if args.command == "run":
             from fedray.api import run_experiment

@@ -25,7 +25,8 @@ def comparison_rows(results: dict[str, RunResult]) -> list[dict[str, Any]]:
     for method, res in results.items():
         s = res.summary
         comm = s["resources"]["comm_bytes"]
-        row: dict[str, Any] = {"method": method, **{k: s["metrics"].get(k) for k in COLUMNS[1:7]}}
+        keys = ("accuracy", "macro_f1") if "accuracy" in s["metrics"] else COLUMNS[1:7]  # supervised task
+        row: dict[str, Any] = {"method": method, **{k: s["metrics"].get(k) for k in keys}}
         row["comm_mb"] = comm / 1e6
         row["comm_vs_fedmml"] = (base / comm) if base and comm else None  # "2.3x less" reads as 2.3
         row["wall_s"] = s["wall_time_s"]
@@ -59,7 +60,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 def compare(cfg: ExperimentConfig, out: str | None = None, *, address: str | None = None,
             progress: Callable[[str], None] | None = None) -> tuple[str, list[dict[str, Any]]]:
     """Run fedmml, lw and prog on ``cfg`` into ``out/<method>``; write comparison.csv and .md."""
-    root = RunDir.create(out, f"compare-{cfg.name}")
+    root = RunDir.create(out, f"compare-{cfg.name}", storage=cfg.data.storage)
     session: Any = nullcontext()
     if cfg.runtime.backend == "ray":  # one Ray start for all three runs
         from fedray.backend import ray_session
@@ -69,7 +70,7 @@ def compare(cfg: ExperimentConfig, out: str | None = None, *, address: str | Non
     with session:
         for method in METHODS:
             run_cfg = replace(cfg, train=replace(cfg.train, method=method))
-            results[method] = run_experiment(run_cfg, str(root.path / method), address=address, progress=progress)
+            results[method] = run_experiment(run_cfg, f"{root.path}/{method}", address=address, progress=progress)
     rows = comparison_rows(results)
     root.write_text("comparison.csv", to_csv(rows))
     root.write_text("comparison.md", to_markdown(rows))

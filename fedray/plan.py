@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from fedray.config import ConfigError, ExperimentConfig
 from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
-from fedray.data.partition import iid
+from fedray.data.assign import assign_clients
+from fedray.data.dataset import read_columns
+from fedray.data.features import audio_stats
 from fedray.model import build_model
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator
@@ -23,6 +26,7 @@ class RunPlan:
     client_rows: tuple[np.ndarray, ...]  # dataset row indices per client
     eval_rows: np.ndarray
     hosts: tuple[tuple[int, ...], ...]  # client ids per host
+    partition: dict[str, Any] = field(default_factory=dict)  # sizes and label histograms (partition.json)
 
     @property
     def host_of(self) -> dict[int, int]:
@@ -34,16 +38,22 @@ class RunPlan:
 
 def plan_run(cfg: ExperimentConfig) -> RunPlan:
     """Open the dataset, partition it, and check it against the config (no decoding, no Ray)."""
-    info = open_dataset(cfg.data.source)
+    info = open_dataset(cfg.data.source, cfg.data.storage)
     for m in cfg.model.towers:
         if m not in info.modalities:
             raise ConfigError(f"config key 'model.towers.{m}': dataset {info.name} has no {m} column "
                               f"(it has {', '.join(info.modalities)})")
-    train_rows, labels = split_rows(info, "train", cfg.data.partition.label_column)
-    if cfg.data.train_limit:
-        train_rows = train_rows[: cfg.data.train_limit]
-    parts = iid(len(train_rows), cfg.data.num_clients, cfg.train.seed)
-    client_rows = tuple(train_rows[p] for p in parts)
+    if cfg.model.task == "classification" and not (info.inputs.num_classes and info.has_labels):
+        raise ConfigError(f"config key 'model.task': classification needs a 'label' column and label_names "
+                          f"in the metadata of dataset {info.path}")
+    if cfg.model.task == "classification":
+        labels = read_columns(info, ["label"]).column("label").to_numpy()
+        if labels.min() < 0 or labels.max() >= info.inputs.num_classes:
+            raise ConfigError(f"dataset {info.path}, column 'label': values must be in [0, {info.inputs.num_classes}) "
+                              f"(one per label_names entry), found {labels.min()}..{labels.max()}")
+    client_rows, partition = assign_clients(cfg, info)
+    if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
+        info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
     smallest = min(len(r) for r in client_rows)
     if smallest < cfg.train.batch_size:
         c = min(range(len(client_rows)), key=lambda i: len(client_rows[i]))
@@ -56,7 +66,7 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
         pick = np.random.default_rng(cfg.train.seed).choice(len(eval_rows), cfg.data.eval_limit, replace=False)
         eval_rows = eval_rows[np.sort(pick)]
     hosts = tuple((c,) for c in range(cfg.data.num_clients))
-    return RunPlan(cfg, info, client_rows, eval_rows, hosts)
+    return RunPlan(cfg, info, client_rows, eval_rows, hosts, partition)
 
 
 def make_orchestrator(plan: RunPlan, fleet: Fleet, device: str = "cpu") -> Orchestrator:

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedray.config.schema import StorageConfig
+from fedray.data import storage as st
+
 
 class OutputError(ValueError):
     """The output location cannot be used."""
@@ -26,8 +29,10 @@ class RunDir:
         self._rows: list[str] = []
 
     @classmethod
-    def create(cls, out: str | None, name: str, root: str = "runs") -> "RunDir":
-        """Claim ``out`` (must be absent or empty) or a fresh ``<root>/<name>-<timestamp>``."""
+    def create(cls, out: str | None, name: str, root: str = "runs", storage: StorageConfig | None = None) -> "RunDir":
+        """Claim ``out`` (local or s3://; must be absent or empty) or a fresh ``<root>/<name>-<timestamp>``."""
+        if out is not None and st.is_s3(out):
+            return S3RunDir.claim(out, storage)
         if out is not None:
             path = Path(out)
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -69,6 +74,33 @@ class RunDir:
         """Add one metrics row; ``metrics.jsonl`` is rewritten atomically so it is never torn."""
         self._rows.append(json.dumps(row, default=_jsonable))
         self.write_text("metrics.jsonl", "\n".join(self._rows) + "\n")
+
+
+class S3RunDir(RunDir):
+    """A run directory under an s3:// prefix: each file is one PUT, which S3 makes visible atomically."""
+
+    def __init__(self, uri: str, fs: Any) -> None:
+        super().__init__(uri)  # type: ignore[arg-type]  # ``path`` is the URI here
+        self.fs = fs
+
+    @classmethod
+    def claim(cls, uri: str, storage: StorageConfig | None) -> "S3RunDir":
+        """Check the bucket is reachable and the prefix holds no objects."""
+        uri = uri.rstrip("/")
+        fs = st.filesystem(storage)
+        bucket, _, prefix = st.strip(uri).partition("/")
+        if not prefix:
+            raise OutputError(f"--out {uri}: name a prefix inside the bucket, e.g. s3://{bucket}/runs/NAME")
+        try:
+            existing = fs.find(st.strip(uri), maxdepth=None)
+        except Exception as err:  # noqa: BLE001 - explain() names bucket and endpoint, never credentials
+            raise OutputError(str(st.explain(uri, err, storage, what="--out"))) from None
+        if existing:
+            raise OutputError(f"--out {uri}: exists and is not empty; fedray never overwrites an earlier run")
+        return cls(uri, fs)
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.pipe_file(f"{st.strip(self.path)}/{name}", text.encode())
 
 
 def _check_writable(path: Path) -> None:

@@ -133,7 +133,12 @@ def to_dict(cfg: Any) -> Any:
 
 def dump_yaml(cfg: ExperimentConfig) -> str:
     """The resolved config as YAML that ``load_config(path)`` reads back to an equal config."""
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    data = to_dict(cfg)
+    storage = data.get("data", {}).get("storage") or {}
+    for secret in ("key", "secret"):  # credentials never reach a file; loading falls back to the env vars
+        if secret in storage:
+            storage[secret] = None
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _join(path: str, key: str) -> str:

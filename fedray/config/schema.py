@@ -23,6 +23,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
 ARCHS = ("vit", "bert", "distilbert", "ast")
 METHODS = ("fedmml", "lw", "prog")
 ALLOCATIONS = ("uniform", "skewed")
+FUSIONS = ("concat", "add", "attention", "co_attention")
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,16 @@ class ModelConfig:
     )
     head: HeadConfig = field(default_factory=HeadConfig)
     temperature: float = 0.05  # fixed InfoNCE temperature (paper: 0.05, not learned)
+    task: str = "contrastive"  # contrastive (InfoNCE over modality pairs) | classification (fusion + CE)
+    fusion: str = "concat"  # classification: concat | add | attention | co_attention (paper §3.2)
+    pred_hidden_size: int = 128  # classification: hidden width of the prediction head
 
     def __post_init__(self) -> None:
         _check(len(self.towers) >= 2, "towers", "a multimodal model needs at least two towers")
+        _check(self.task in ("contrastive", "classification"), "task",
+               f"unknown task {self.task!r}; expected 'contrastive' or 'classification'")
+        _check(self.fusion in FUSIONS, "fusion", f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
+        _check(self.pred_hidden_size > 0, "pred_hidden_size", "must be positive")
         _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         for name, tower in self.towers.items():
             _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")
@@ -92,13 +100,25 @@ class PartitionConfig:
 
     kind: str = "iid"  # iid | dirichlet (per-class Dir(beta) label skew)
     beta: float = 0.5
-    label_column: str = "label"
+    label_column: str = "label"  # a label column of the dataset, or "kmeans" (pseudo-labels of image thumbnails)
     min_size: int | None = None  # smallest shard allowed; None = the batch size
+    clusters: int = 10  # k for label_column: kmeans
 
     def __post_init__(self) -> None:
         _check(self.kind in ("iid", "dirichlet"), "kind", f"unknown partition {self.kind!r}; expected 'iid' or 'dirichlet'")
         _check(self.beta > 0, "beta", f"must be > 0, got {self.beta}")
         _check(self.min_size is None or self.min_size > 0, "min_size", "must be positive")
+        _check(self.clusters > 1, "clusters", f"must be at least 2, got {self.clusters}")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Object storage for s3:// sources and run directories; unset fields fall back to the AWS env vars."""
+
+    endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 (MinIO, moto); None = AWS
+    region: str | None = None
+    key: str | None = field(default=None, repr=False)  # never written to the run directory
+    secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,7 @@ class DataConfig:
     eval_limit: int | None = None  # evaluate on at most N held-out rows
     augment: bool = False  # random flips/crops of training images
     caption: int = 0  # which caption of each row to use (0 = the main one; rows with fewer use their last)
+    storage: StorageConfig = field(default_factory=StorageConfig)  # for s3:// sources and --out s3://...
 
     def __post_init__(self) -> None:
         _check(self.num_clients > 0, "num_clients", f"must be positive, got {self.num_clients}")

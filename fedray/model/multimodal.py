@@ -1,6 +1,7 @@
 """The multimodal model: a mapping of towers, one projection head per tower, and its layer groups.
 
-Group names are ``<tower>.embed``, ``<tower>.block.<i>``, ``<tower>.final_norm`` and ``<tower>.head``.
+Group names are ``<tower>.embed``, ``<tower>.block.<i>``, ``<tower>.final_norm`` and ``<tower>.head``,
+plus ``fusion`` (fusion + prediction head) for the supervised task.
 They are the unit that schedules freeze, train and exchange. ``state(groups)`` returns exactly the
 tensors (parameters and buffers, such as the heads' BatchNorm statistics) of those groups.
 """
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedray.config import ModelConfig
+from fedray.model.fusion import FusionClassifier
 from fedray.model.heads import projection_head
 from fedray.model.losses import contrastive_loss
 from fedray.model.towers import InputSpec, Tower, build_tower
@@ -20,11 +22,13 @@ from fedray.model.towers import InputSpec, Tower, build_tower
 class MultimodalModel(nn.Module):
     """Towers keyed by modality, each followed by its projection head."""
 
-    def __init__(self, towers: dict[str, Tower], heads: dict[str, nn.Module], temperature: float) -> None:
+    def __init__(self, towers: dict[str, Tower], heads: dict[str, nn.Module], temperature: float,
+                 fusion: FusionClassifier | None = None) -> None:
         super().__init__()
         self.towers = nn.ModuleDict(towers)
         self.heads = nn.ModuleDict(heads)
         self.temperature = temperature
+        self.fusion = fusion  # None: contrastive task; else fusion + prediction head (classification)
         # Tensor name -> group, fixed at build time (module structure never changes afterwards).
         self._group_of = {name: _group_of(name) for name in self.state_dict(keep_vars=True)}
 
@@ -42,9 +46,12 @@ class MultimodalModel(nn.Module):
         out = []
         for name, tower in self.towers.items():
             out += [f"{name}.{g}" for g in tower.groups()] + [f"{name}.head"]
-        return out
+        return out + (["fusion"] if self.fusion is not None else [])
 
     def group_module(self, group: str) -> nn.Module:
+        if group == "fusion":
+            assert self.fusion is not None
+            return self.fusion
         tower, _, rest = group.partition(".")
         return self.heads[tower] if rest == "head" else self.towers[tower].group_module(rest)
 
@@ -59,12 +66,25 @@ class MultimodalModel(nn.Module):
         """L2-normalised projections per modality, each [B, out_dim]."""
         return {m: F.normalize(self.heads[m](self.towers[m](batch)), dim=-1) for m in self.towers}
 
+    @property
+    def task(self) -> str:
+        return "contrastive" if self.fusion is None else "classification"
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class logits [B, C]: the fused (unnormalised) projections through the prediction head."""
+        assert self.fusion is not None, "logits() needs model.task: classification"
+        return self.fusion([self.heads[m](self.towers[m](batch)) for m in self.towers])
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.fusion is not None:
+            return F.cross_entropy(self.logits(batch), batch["label"])
         return contrastive_loss(self.encode(batch), self.temperature)
 
 
 def _group_of(name: str) -> str:
     parts = name.split(".")
+    if parts[0] == "fusion":
+        return "fusion"
     if parts[0] == "heads":
         return f"{parts[1]}.head"
     tower, module = parts[1], parts[2]
@@ -76,7 +96,7 @@ def _group_of(name: str) -> str:
 def lr_group(group: str) -> str:
     """The learning-rate group of a layer group: its tower's name, or ``head``."""
     tower, _, rest = group.partition(".")
-    return "head" if rest == "head" else tower
+    return "head" if rest == "head" or group == "fusion" else tower
 
 
 def build_model(cfg: ModelConfig, inputs: dict[str, InputSpec], seed: int) -> MultimodalModel:
@@ -85,4 +105,8 @@ def build_model(cfg: ModelConfig, inputs: dict[str, InputSpec], seed: int) -> Mu
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 7)
         heads = {m: projection_head(towers[m].hidden_size, cfg.head) for m in towers}
-    return MultimodalModel(towers, heads, cfg.temperature)
+        fusion = None
+        if cfg.task == "classification":
+            num_classes = next(iter(inputs.values())).num_classes
+            fusion = FusionClassifier(cfg.fusion, cfg.head.out_dim, len(towers), cfg.pred_hidden_size, num_classes)
+    return MultimodalModel(towers, heads, cfg.temperature, fusion)

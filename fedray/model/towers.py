@@ -40,15 +40,17 @@ class InputSpec:
     frames: int = 32  # audio: time frames
     features: int = 13  # audio: features per frame (mel bins / MFCCs)
     vocab_size: int = 2000  # text
+    num_classes: int = 0  # the dataset's label names (supervised task)
 
 
 class Tower(nn.Module):
     """A transformer encoder whose blocks are appended stage by stage."""
 
     def __init__(self, arch: str, embeddings: nn.Module, blocks: nn.ModuleList, final_norm: nn.Module | None,
-                 hidden_size: int) -> None:
+                 hidden_size: int, modality: str = "image") -> None:
         super().__init__()
         self.arch = arch
+        self.modality = modality  # a vit tower reads images, or spectrograms when it encodes audio
         self.embeddings = embeddings
         self.blocks = blocks
         self.final_norm = final_norm
@@ -82,7 +84,7 @@ class Tower(nn.Module):
             return h, additive
         if self.arch == "ast":
             return self.embeddings(inputs["audio"]), None  # [B, frames, features] -> patches
-        x = inputs["image"] if "image" in inputs else inputs["audio"].unsqueeze(1)  # vit over spectrograms
+        x = inputs["audio"].unsqueeze(1) if self.modality == "audio" else inputs["image"]  # vit over spectrograms
         return self.embeddings(x), None
 
     def run_blocks(self, h: torch.Tensor, mask: torch.Tensor | None, start: int, stop: int) -> torch.Tensor:
@@ -134,13 +136,13 @@ def build_tower(cfg: TowerConfig, spec: InputSpec, modality: str, seed: int) -> 
             torch.manual_seed(seed)
             hf = {"vit": ViTModel, "bert": BertModel, "distilbert": DistilBertModel, "ast": ASTModel}[cfg.arch](
                 hf_cfg, **({"add_pooling_layer": False} if cfg.arch in ("vit", "bert") else {}))
-    return _wrap(hf, cfg.arch)
+    return _wrap(hf, cfg.arch, modality)
 
 
-def _wrap(hf: nn.Module, arch: str) -> Tower:
+def _wrap(hf: nn.Module, arch: str, modality: str = "image") -> Tower:
     hidden = hf.config.hidden_size if hasattr(hf.config, "hidden_size") else hf.config.dim
     if arch in ("vit", "ast"):
-        return Tower(arch, hf.embeddings, hf.layers, hf.layernorm, hidden)
+        return Tower(arch, hf.embeddings, hf.layers, hf.layernorm, hidden, modality)
     if arch == "bert":
         return Tower(arch, hf.embeddings, hf.encoder.layer, None, hidden)
     if arch == "distilbert":

@@ -56,8 +56,9 @@ def allocate_rounds(rounds: list[int] | str, stages: int, total: int) -> list[in
     return out
 
 
-def _groups(towers: dict[str, tuple[int, bool]], depths: dict[str, int], start: dict[str, int], embed: bool) -> set[str]:
-    out = set()
+def _groups(towers: dict[str, tuple[int, bool]], depths: dict[str, int], start: dict[str, int], embed: bool,
+            fusion: bool = False) -> set[str]:
+    out = {"fusion"} if fusion else set()  # the supervised fusion + prediction head: like the projection heads
     for name, (_, has_norm) in towers.items():
         out |= {f"{name}.block.{i}" for i in range(start[name], depths[name])}
         out |= {f"{name}.head"} | ({f"{name}.final_norm"} if has_norm else set()) | ({f"{name}.embed"} if embed else set())
@@ -75,20 +76,21 @@ def build_schedule(cfg: ExperimentConfig) -> list[StageSpec]:
 
     rounds = allocate_rounds(t.rounds, t.stages, t.total_rounds)
     full = {name: layers for name, (layers, _) in towers.items()}
+    fuse = cfg.model.task == "classification"
     if t.method == "fedmml":
         zero = {name: 0 for name in towers}
-        groups = frozenset(_groups(towers, full, zero, embed=True))
+        groups = frozenset(_groups(towers, full, zero, embed=True, fusion=fuse))
         return [StageSpec(0, sum(rounds), full, groups, groups, lrs(t.stages - 1))]
 
     specs, prev = [], {name: 0 for name in towers}
     zero = dict(prev)
     for s in range(t.stages):
         depths = {n: min(full[n], (s + 1) * blocks_per_stage(cfg.model.towers[n], t.stages)) for n in towers}
-        present = frozenset(_groups(towers, depths, zero, embed=True))
+        present = frozenset(_groups(towers, depths, zero, embed=True, fusion=fuse))
         if t.method == "prog":
             trainable = present
         else:  # lw: the appended blocks, final norms and heads; embeddings only in the first stage
-            trainable = frozenset(_groups(towers, depths, prev, embed=(s == 0)))
+            trainable = frozenset(_groups(towers, depths, prev, embed=(s == 0), fusion=fuse))
         specs.append(StageSpec(s, rounds[s], depths, present, trainable, lrs(s)))
         prev = depths
     return specs

@@ -24,6 +24,10 @@ def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] 
 @torch.no_grad()
 def evaluate(model: MultimodalModel, shard: Shard, batch_size: int) -> dict[str, float]:
     """``eval/loss`` and ``eval/<a>2<b>_r<K>`` for every ordered pair of modalities (i=image, t=text, a=audio)."""
+    if model.fusion is not None:  # supervised task: accuracy and macro-F1 instead of retrieval
+        from fedray.training.classify import evaluate_classifier
+
+        return evaluate_classifier(model, shard, batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -40,6 +40,9 @@ class SweepOutcome:
 
 def sweep_dir_for(spec: SweepSpec, out: str | None, resume: bool) -> Path:
     """A fresh sweep directory, or with ``resume`` the given / latest one of this sweep."""
+    if out is not None and "://" in out:
+        raise OutputError(f"--out {out}: sweep directories are local (Tune's experiment state and the plots); "
+                          "the trials' data may still come from s3://")
     if not resume:
         return RunDir.create(out, spec.name, root="runs/sweeps").path
     if out is None:

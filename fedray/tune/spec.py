@@ -87,8 +87,14 @@ class SweepSpec:
     checked: tuple[ExperimentConfig, ...] = field(default=(), repr=False, compare=False)  # configs built while checking
 
     def to_yaml(self) -> str:
-        """The resolved sweep (base fully expanded) as YAML that :func:`parse_sweep` reads back."""
-        out = {"name": self.name, "base": {"config": self.base}, "metric": self.metric, "mode": self.mode,
+        """The resolved sweep (base fully expanded) as YAML that :func:`parse_sweep` reads back.
+        Storage credentials are left out, as in run directories (they come from the env vars)."""
+        base = copy.deepcopy(self.base)
+        storage = (base.get("data") or {}).get("storage") or {}
+        for secret in ("key", "secret"):
+            if secret in storage:
+                storage[secret] = None
+        out = {"name": self.name, "base": {"config": base}, "metric": self.metric, "mode": self.mode,
                "num_samples": self.num_samples, "max_concurrent_trials": self.max_concurrent_trials,
                "search_space": {k: d.to_yaml() for k, d in self.search_space.items()},
                "scheduler": None if self.scheduler is None else vars(self.scheduler),

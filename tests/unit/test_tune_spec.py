@@ -100,6 +100,9 @@ def test_sets_route_to_sweep_or_base(tmp_path):
     assert small.train.lr["head"] == 1e-05 and small.train.rounds == [1, 1]  # 1e-05 stays a number
     again = parse_sweep(yaml.safe_load(spec.to_yaml()), "saved")  # sweep.yaml round trip (used by --resume)
     assert again.base == spec.base and again.search_space == spec.search_space
+    secret = load_sweep(str(path), ["data.storage.secret=hunter22", "data.storage.key=AKIA1"])
+    assert secret.base["data"]["storage"]["secret"] == "hunter22"  # the trials get it ...
+    assert "hunter22" not in secret.to_yaml() and "AKIA1" not in secret.to_yaml()  # ... sweep.yaml does not
 
 
 def test_concurrency_lowered_with_warning():
