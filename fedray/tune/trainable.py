@@ -27,21 +27,26 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
     Writes ``<sweep_dir>/trials/<trial_id>/run`` (a normal fedray run directory) and ``trial.json``
     (swept values, start and end times). A trial resumed after an interruption restarts its
     simulation in ``run~2`` (the round loop has no mid-run restore yet); seeds are fixed, so it
-    repeats the same rounds, and rounds already reported to Tune are not reported again.
+    repeats the same rounds, and rounds already reported to Tune are not reported again. A trial
+    whose run had finished on disk when it was interrupted replays its rows instead of rerunning.
     """
     trial_id = tune.get_context().get_trial_id()
     cpus, gpus = _client_bundle()
     cfg = trial_config(base, params, name=f"{sweep_name}-{trial_id}")
     # Client actors must ask for exactly what this trial's bundles hold (never "share the cluster").
     cfg = replace(cfg, runtime=replace(cfg.runtime, backend="ray", address=None, client_cpus=cpus, client_gpus=gpus))
-    reported = _reported_round(tune.get_checkpoint())
+    reported, previous = _resume_point(tune.get_checkpoint())
     trial = RunDir(Path(sweep_dir) / "trials" / trial_id)
     trial.path.mkdir(parents=True, exist_ok=True)
-    run_path = next(p for k in range(1, 1000) if not (p := trial.path / ("run" if k == 1 else f"run~{k}")).exists())
-    info: dict[str, Any] = {"trial_id": trial_id, "params": params, "run_dir": run_path.name,
-                            "started_at": time.time(), "resumed_from_round": reported, "client_cpus": cpus,
-                            "client_gpus": gpus}
-    trial.write_json("trial.json", info)
+    # Interrupted after its run was written but before Tune heard the last round: replay, do not rerun.
+    replay = previous is not None and (previous / "summary.json").is_file()
+    if replay:
+        run_path, info = previous, json.loads((trial.path / "trial.json").read_text())
+    else:
+        run_path = next(p for k in range(1, 1000) if not (p := trial.path / ("run" if k == 1 else f"run~{k}")).exists())
+        info = {"trial_id": trial_id, "params": params, "run_dir": run_path.name, "started_at": time.time(),
+                "resumed_from_round": reported, "client_cpus": cpus, "client_gpus": gpus}
+        trial.write_json("trial.json", info)
     to_result = RoundReporter(cfg)
     last_round = sum(stage.rounds for stage in build_schedule(cfg))
     final: list[dict[str, Any]] = []  # the last round's result
@@ -61,11 +66,16 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
             report(result)  # raises SystemExit when the scheduler stops this trial
 
     try:
-        run_experiment(cfg, str(run_path), on_record=on_record, progress=lambda line: None)
+        if replay:
+            for line in (run_path / "metrics.jsonl").read_text().splitlines():
+                on_record(json.loads(line))
+        else:
+            run_experiment(cfg, str(run_path), on_record=on_record, progress=lambda line: None)
     except SystemExit:
         trial.write_json("trial.json", info | {"stopped_at_round": seen["round"], "ended_at": time.time()})
         raise
-    trial.write_json("trial.json", info | {"finished_at": time.time()})
+    if "finished_at" not in info:
+        trial.write_json("trial.json", info | {"finished_at": time.time()})
     report(final[-1])
 
 
@@ -78,8 +88,10 @@ def _client_bundle() -> tuple[float, float]:
     return float(last.get("CPU", 0.0)), float(last.get("GPU", 0.0))
 
 
-def _reported_round(checkpoint: tune.Checkpoint | None) -> int:
+def _resume_point(checkpoint: tune.Checkpoint | None) -> tuple[int, Path | None]:
+    """The last round reported before an interruption, and that attempt's run directory."""
     if checkpoint is None:
-        return 0
+        return 0, None
     with checkpoint.as_directory() as d:
-        return int(json.loads((Path(d) / STATE).read_text())["round"])
+        state = json.loads((Path(d) / STATE).read_text())
+    return int(state["round"]), Path(state["run_dir"])

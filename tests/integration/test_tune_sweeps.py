@@ -72,7 +72,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trial(ray_local, t
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        while not (done := list(sweep.glob("trials/*/run/summary.json"))):
+        while not (done := [p for p in sweep.glob("trials/*/trial.json") if "finished_at" in p.read_text()]):
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves the experiment state and stops
@@ -80,8 +80,9 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trial(ray_local, t
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    first = done[0].parents[1]
-    before = {p.name: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
+    first = done[0].parent
+    before = {p.relative_to(first): p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
+    assert (first / "run" / "summary.json") in {first / p for p in before}
     output = (tmp_path / "first.log").read_text()
     assert "1 trial(s) unfinished; continue with: fedray tune" in output and "--resume" in output
 
@@ -90,7 +91,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trial(ray_local, t
     rows = _rows(sweep)
     assert sorted(r["train.method"] for r in rows) == ["lw", "prog"]
     assert all(r["status"] == "complete" for r in rows)
-    after = {p.name: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
+    after = {p.relative_to(first): p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
     assert after == before, "the finished trial was touched on resume"
     assert [p.name for p in first.glob("run*")] == ["run"]
 
@@ -115,6 +116,12 @@ def test_beta_sweep_on_tiny(ray_local, tmp_path, caplog):
     for r in results:  # what Tune recorded as the trial's config matches what the trial says it ran
         assert (r["config"]["train.method"], r["config"]["data.partition.beta"]) == (r["method"], r["beta"])
     _check_pngs(sweep, {"eval_i2t_r1_vs_beta.png", "eval_i2t_r1_vs_round.png"})
+    entropy = {}  # the partition each trial really ran with: label skew grows as β falls
+    for r in rows:
+        part = json.loads((sweep / "trials" / r["trial"] / "run" / "partition.json").read_text())
+        assert (part["kind"], part["beta"]) == ("dirichlet", float(r["data.partition.beta"]))
+        entropy[part["beta"]] = sum(c["label_entropy"] for c in part["clients"]) / len(part["clients"])
+    assert entropy[0.05] < entropy[5.0]
 
 
 @pytest.fixture(autouse=True)
