@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--image-size", type=int, default=224, help="square side images are resized to")
         p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL); keys come from the AWS env vars")
         p.add_argument("--region", help="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION)")
+    bench = sub.add_parser("bench", help="benchmarks: overhead, prefix-cache, scale (figures + JSON)")
+    bench.add_argument("name", choices=("overhead", "prefix-cache", "scale"))
+    bench.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures to this JSON file")
+    bench.add_argument("--repeats", type=int, help="repeats (medians are reported); default 3 (scale: 1)")
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="overhead: client actors on GPUs")
+    bench.add_argument("--loop-threads", type=int, action="append",
+                       help="overhead: threads of the in-process reference loop (repeatable; default 1 and all CPUs)")
 
     tune_ = sub.add_parser("tune", help="run a Ray Tune sweep from tune_configs/*.yaml, then report it")
     tune_.add_argument("sweep", help="sweep YAML (base config, search space, metric, scheduler)")
@@ -87,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "data":
             _convert(args)
+            return 0
+        if args.command == "bench":
+            from fedray.bench import run_bench
+
+            run_bench(args.name, args.repeats, args.json_out, args.device, args.loop_threads)
             return 0
         cfg = load_config(args.config, args.preset, args.overrides)
         if args.command == "run":

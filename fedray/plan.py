@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -13,6 +14,7 @@ from fedray.data.assign import assign_clients
 from fedray.data.dataset import read_columns
 from fedray.data.features import audio_stats
 from fedray.model import build_model
+from fedray.packing import pack_clients, resolve_clients_per_actor
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator
 
@@ -65,8 +67,15 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
     if cfg.data.eval_limit and len(eval_rows) > cfg.data.eval_limit:
         pick = np.random.default_rng(cfg.train.seed).choice(len(eval_rows), cfg.data.eval_limit, replace=False)
         eval_rows = eval_rows[np.sort(pick)]
-    hosts = tuple((c,) for c in range(cfg.data.num_clients))
-    return RunPlan(cfg, info, client_rows, eval_rows, hosts, partition)
+    cpus = cfg.runtime.num_cpus or os.cpu_count() or 1  # a cluster's real size re-packs "auto" in the backend
+    return repack(RunPlan(cfg, info, client_rows, eval_rows, (), partition), cpus)
+
+
+def repack(plan: RunPlan, cpus: float, gpus: float = 0.0) -> RunPlan:
+    """The plan with clients packed into hosts for ``runtime.clients_per_actor`` on these resources."""
+    rt = plan.cfg.runtime
+    per_host = resolve_clients_per_actor(rt.clients_per_actor, len(plan.client_rows), cpus, gpus, rt.client_gpus)
+    return replace(plan, hosts=pack_clients([len(r) for r in plan.client_rows], per_host))
 
 
 def make_orchestrator(plan: RunPlan, fleet: Fleet, device: str = "cpu") -> Orchestrator:

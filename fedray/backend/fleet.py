@@ -13,7 +13,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from fedray.backend.actors import HostActor, ServerActor
 from fedray.backend.session import client_resources
 from fedray.client import HostResult, RoundTask
-from fedray.plan import RunPlan
+from fedray.plan import RunPlan, repack
 
 
 class RayFleet:
@@ -21,14 +21,7 @@ class RayFleet:
 
     def __init__(self, plan: RunPlan, namespace: str, cpus: float, gpus: float) -> None:
         rt = plan.cfg.runtime
-        threads = rt.torch_threads or max(1, math.floor(cpus))
-        device = "cuda" if gpus > 0 else "cpu"
-        remote = ray.remote(HostActor)
-        self.actors = [
-            remote.options(name=f"fedray-client-{h:03d}", namespace=namespace, num_cpus=cpus, num_gpus=gpus,
-                           max_concurrency=1).remote(plan.cfg, plan.info, plan.host_rows(h), device, threads)
-            for h in range(len(plan.hosts))
-        ]
+        self.actors = start_hosts(plan, namespace, cpus, gpus)  # the driver may have started them already
         self.timeout = rt.round_timeout
         ready = [a.ready.remote() for a in self.actors]
         done, pending = ray.wait(ready, num_returns=len(ready), timeout=max(self.timeout, 120.0))
@@ -66,13 +59,31 @@ class RayFleet:
         self.actors = []
 
 
+def start_hosts(plan: RunPlan, namespace: str, cpus: float, gpus: float) -> list[Any]:
+    """Create (or get, if already created under these names) the client host actors; does not wait."""
+    rt = plan.cfg.runtime
+    threads = rt.torch_threads or max(1, math.floor(cpus))
+    device = "cuda" if gpus > 0 else "cpu"
+    remote = ray.remote(HostActor)
+    return [
+        remote.options(name=f"fedray-client-{h:03d}", namespace=namespace, num_cpus=cpus, num_gpus=gpus,
+                       max_concurrency=1, get_if_exists=True).remote(plan.cfg, plan.info, plan.host_rows(h),
+                                                                     device, threads)
+        for h in range(len(plan.hosts))
+    ]
+
+
 def run_on_ray(plan: RunPlan, namespace: str) -> Iterator[dict[str, Any]]:
     """Start the server actor on this node and stream its per-round records (last: ``__outcome__``)."""
-    cpus, gpus = client_resources(plan.cfg.runtime, len(plan.hosts))  # fails here, before any actor starts
     # Inside a placement group (a Tune trial) the server must land in the group's bundles, which
-    # pinning it to this node would bypass (a deadlock); its client actors then follow it there.
+    # pinning it to this node would bypass (a deadlock); the client actors land there too.
     in_group = ray.util.get_current_placement_group() is not None
     node = ray.get_runtime_context().get_node_id()
+    if plan.cfg.runtime.clients_per_actor == "auto":  # pack for the cluster we actually joined
+        res = ray.cluster_resources()
+        plan = repack(plan, res.get("CPU", 1.0), res.get("GPU", 0.0))
+    cpus, gpus = client_resources(plan.cfg.runtime, len(plan.hosts))  # fails here, before any actor starts
+    hosts = start_hosts(plan, namespace, cpus, gpus)  # client imports overlap the server's start-up
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
         scheduling_strategy=None if in_group else NodeAffinitySchedulingStrategy(node, soft=False),
@@ -82,3 +93,5 @@ def run_on_ray(plan: RunPlan, namespace: str) -> Iterator[dict[str, Any]]:
             yield ray.get(ref)
     finally:
         ray.kill(server)
+        for actor in hosts:  # normally already killed by the server's fleet.close()
+            ray.kill(actor)

@@ -35,6 +35,10 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         ray.shutdown()
 
 
+def cluster_cpus() -> float:
+    return float(ray.cluster_resources().get("CPU", 0.0))
+
+
 def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 

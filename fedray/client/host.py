@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 
+from fedray.client.prefix_cache import PrefixCache, cache_enabled, cached_loss
 from fedray.config import ExperimentConfig
 from fedray.data import DatasetInfo, Shard, load_rows
 from fedray.model import build_model
@@ -79,10 +81,10 @@ class ClientHost:
         self.cfg = cfg
         self.device = torch.device(device)
         max_length = max((t.max_length for t in cfg.model.towers.values()), default=32)
-        self.shards: dict[int, Shard] = {c: load_rows(info, r, max_length, caption=cfg.data.caption)
-                                         for c, r in sorted(rows.items())}
+        self.shards = _load_shards(info, rows, max_length, cfg.data.caption)
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
+        self.cache = PrefixCache(cfg.runtime.cache_budget_mb) if cache_enabled(cfg) else None
 
     def sizes(self) -> dict[int, int]:
         """Samples per client."""
@@ -91,6 +93,8 @@ class ClientHost:
     def sync_prefix(self, state: dict[str, np.ndarray]) -> None:
         """Receive up-to-date values of frozen groups (sent once per stage, when they changed)."""
         load_state(self.model, state)
+        if self.cache is not None:  # activations computed with the old values are stale
+            self.cache.invalidate({self.model.group_of(n) for n in state})
 
     def _enter_stage(self, spec: StageSpec) -> None:
         self.model.set_depths(spec.depths)
@@ -106,9 +110,23 @@ class ClientHost:
         for client in task.clients:
             start = time.perf_counter()
             load_state(self.model, payload)
-            stats = local_train(self.model, self.shards[client], spec, self.cfg.train,
-                                client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment)
+            shard = self.shards[client]
+            entry = self.cache.prepare(client, self.model, shard, spec) if self.cache is not None else None
+            batch_loss = partial(cached_loss, self.model, entry, shard) if entry is not None else None
+            stats = local_train(self.model, shard, spec, self.cfg.train,
+                                client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment, batch_loss)
             result.partial.add(stats.num_samples, to_numpy(self.model.state(spec.exchanged)))
             result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
                                               time.perf_counter() - start))
         return result
+
+
+def _load_shards(info: DatasetInfo, rows: dict[int, np.ndarray], max_length: int, caption: int
+                 ) -> dict[int, Shard]:
+    """Decode every client's rows in one pass over the file (hundreds of clients per host), then split."""
+    clients = sorted(rows)
+    if not clients:
+        return {}
+    whole = load_rows(info, np.concatenate([rows[c] for c in clients]), max_length, caption=caption)
+    bounds = np.cumsum([0] + [len(rows[c]) for c in clients])
+    return {c: Shard({k: v[bounds[i]:bounds[i + 1]] for k, v in whole.tensors.items()}) for i, c in enumerate(clients)}

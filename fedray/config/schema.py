@@ -195,6 +195,10 @@ class RuntimeConfig:
     server_cpus: float = 0.25  # the driver actor that runs the round loop (CPU only)
     torch_threads: int | None = None  # per client actor; None = max(1, floor(client_cpus))
     round_timeout: float = 600.0  # seconds to wait for a round's cohort
+    # lw: train on cached frozen-prefix activations. auto = when valid, on = required (error if not valid), off.
+    cache_prefix: str | bool = "auto"  # YAML reads bare on/off as true/false: both spellings accepted
+    cache_budget_mb: float = 512.0  # per client actor; clients past it recompute the prefix per batch
+    clients_per_actor: int | str = 1  # client runtimes per actor (host); "auto" = from population and CPUs
 
     def __post_init__(self) -> None:
         _check(self.backend in ("ray", "local"), "backend", f"unknown backend {self.backend!r}; expected 'ray' or 'local'")
@@ -206,6 +210,14 @@ class RuntimeConfig:
         _check(self.num_cpus is None or self.num_cpus > 0, "num_cpus", "must be positive")
         _check(self.torch_threads is None or self.torch_threads > 0, "torch_threads", "must be positive")
         _check(self.round_timeout > 0, "round_timeout", "must be positive")
+        if isinstance(self.cache_prefix, bool):
+            object.__setattr__(self, "cache_prefix", "on" if self.cache_prefix else "off")
+        _check(self.cache_prefix in ("auto", "on", "off"), "cache_prefix",
+               f"unknown mode {self.cache_prefix!r}; expected 'auto', 'on' or 'off'")
+        _check(self.cache_budget_mb >= 0, "cache_budget_mb", "must be >= 0")
+        cpa = self.clients_per_actor
+        _check(cpa == "auto" or (isinstance(cpa, int) and not isinstance(cpa, bool) and cpa > 0), "clients_per_actor",
+               f"must be a positive integer or 'auto', got {cpa!r}")
 
 
 @dataclass(frozen=True)
@@ -234,6 +246,23 @@ class ExperimentConfig:
         if self.data.partition.min_size is not None:
             _check(self.data.partition.min_size >= self.train.batch_size, "data.partition.min_size",
                    f"must be >= train.batch_size ({self.train.batch_size}) or clients take no step")
+        problem = prefix_cache_problem(self)
+        _check(self.runtime.cache_prefix != "on" or problem is None, "runtime.cache_prefix",
+               f"'on' but the frozen-prefix cache is not valid here: {problem}; use 'auto' or 'off'")
+
+
+def prefix_cache_problem(cfg: ExperimentConfig) -> str | None:
+    """Why frozen-prefix activations cannot be cached for this config, or None when they can.
+
+    Frozen groups run in eval mode (no dropout), so only the method and augmentation matter.
+    """
+    if cfg.train.method != "lw":
+        return f"train.method={cfg.train.method} trains every present group, so there is no frozen prefix (needs lw)"
+    if cfg.train.stages < 2:
+        return "train.stages=1: lw with one stage freezes nothing"
+    if cfg.data.augment:
+        return "data.augment=true: random augmentation changes the frozen prefix's inputs at every step"
+    return None
 
 
 def blocks_per_stage(tower: TowerConfig, stages: int) -> int:

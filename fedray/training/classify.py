@@ -10,8 +10,8 @@ from fedray.model import MultimodalModel
 
 
 def accuracy_macro_f1(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tuple[float, float]:
-    """Pooled accuracy and the unweighted mean of per-class F1 (classes absent from both count as 0 F1
-    only if they appear in ``target`` or ``pred``; classes in neither are left out)."""
+    """Pooled accuracy and macro-F1: the unweighted mean of per-class F1 over the classes that occur in
+    ``target`` or ``pred`` (a class in neither has no defined F1 and is left out)."""
     acc = (pred == target).float().mean().item()
     f1s = []
     for c in range(num_classes):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,10 +46,11 @@ def make_optimizer(model: MultimodalModel, spec: StageSpec, cfg: TrainConfig) ->
 
 
 def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: TrainConfig, seed: int,
-                augment: bool = False) -> LocalResult:
+                augment: bool = False, batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> LocalResult:
     """Run ``cfg.local_epochs`` epochs over the shard (shuffled, drop_last) and return the stats.
 
-    The caller has loaded the global tensors and called :func:`configure_trainable`.
+    The caller has loaded the global tensors and called :func:`configure_trainable`. ``batch_loss``
+    (rows -> loss) replaces ``model.loss`` on the decoded batch, e.g. to start from cached activations.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout in trainable groups
@@ -59,8 +61,12 @@ def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: Trai
     for _ in range(cfg.local_epochs):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n - bsz + 1, bsz):
-            batch = {k: v.to(device, non_blocking=True) for k, v in shard.batch(perm[start:start + bsz], augment, gen).items()}
-            loss = model.loss(batch)
+            if batch_loss is not None:
+                loss = batch_loss(perm[start:start + bsz])
+            else:
+                batch = {k: v.to(device, non_blocking=True)
+                         for k, v in shard.batch(perm[start:start + bsz], augment, gen).items()}
+                loss = model.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

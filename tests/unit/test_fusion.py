@@ -96,3 +96,16 @@ def test_audio_is_standardised_with_training_rows_only():
     audio = np.asarray(read_columns(plan.info, ["audio"], rows).column("audio").to_pylist(), dtype=np.float64).reshape(-1, 13)
     assert np.allclose(mean, audio.mean(0), atol=1e-4) and np.allclose(std, audio.std(0), rtol=1e-3)
     assert not set(rows) & set(plan.eval_rows.tolist())
+
+
+@pytest.mark.parametrize("arch", ["ast", "vit"])
+def test_audio_tower_reads_audio_not_image(arch):
+    cfg = load_config(preset="avdigits", overrides=[f"model.towers.audio.arch={arch}"])
+    spec = InputSpec(channels=1, image_size=16, frames=32, features=13, num_classes=10)
+    model = build_model(cfg.model, {"image": spec, "audio": spec}, seed=0).eval()
+    batch = {"image": torch.randn(2, 1, 16, 16), "audio": torch.randn(2, 32, 13)}
+    feat = model.towers["audio"](batch)
+    assert feat.shape == (2, 64)
+    changed = model.towers["audio"]({"image": batch["image"] + 1, "audio": batch["audio"]})
+    assert torch.allclose(feat, changed)  # the image does not feed the audio tower
+    assert not torch.allclose(feat, model.towers["audio"]({**batch, "audio": batch["audio"] + 1}))

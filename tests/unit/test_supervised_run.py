@@ -9,8 +9,9 @@ import pytest
 from fedray.api import run_experiment
 from fedray.config import load_config
 
-SMALL = ["runtime.backend=local", "data.train_limit=96", "data.eval_limit=40", "data.num_clients=2",
+SMALL = ["runtime.backend=local", "data.train_limit=64", "data.eval_limit=40", "data.num_clients=2",
          "train.batch_size=16", "train.rounds=[1, 1]", "train.local_epochs=1"]
+SMALL += [f"model.towers.{m}.{k}={v}" for m in ("image", "audio") for k, v in (("hidden_size", 32), ("intermediate_size", 32))]
 
 
 @pytest.mark.parametrize("method,fusion", [("fedmml", "attention"), ("lw", "co_attention"), ("prog", "add")])
@@ -26,7 +27,7 @@ def test_supervised_run_reports_accuracy_and_macro_f1(tmp_path, method, fusion):
 
 
 def test_three_modalities_contrastive_run_covers_every_pair(tmp_path):
-    cfg = load_config(preset="avdigits-trimodal", overrides=SMALL)
+    cfg = load_config(preset="avdigits-trimodal", overrides=SMALL + ["model.towers.text.hidden_size=32"])
     result = run_experiment(cfg, str(tmp_path / "run"), progress=lambda line: None)
     keys = set(result.summary["metrics"])
     for a in "ita":

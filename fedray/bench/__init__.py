@@ -1,0 +1,30 @@
+"""Benchmarks (``fedray bench NAME``): figures printed and written as JSON, never timed tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedray.bench.common import write_json
+
+NAMES = ("overhead", "prefix-cache", "scale")
+
+
+def run_bench(name: str, repeats: int | None = None, json_out: str | None = None, device: str = "cpu",
+              loop_threads: list[int] | None = None) -> dict[str, Any]:
+    """Run one benchmark and write its report to ``json_out``."""
+    if name == "overhead":
+        from fedray.bench import overhead
+
+        report = overhead.run(repeats or 3, device, loop_threads=tuple(loop_threads) if loop_threads else None)
+    elif name == "prefix-cache":
+        from fedray.bench import prefix_cache
+
+        report = prefix_cache.run(repeats or 3)
+    elif name == "scale":
+        from fedray.bench import scale
+
+        report = scale.run(repeats or 1)
+    else:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(NAMES)}")
+    write_json(json_out, report)
+    return report
