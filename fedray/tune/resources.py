@@ -1,7 +1,7 @@
 """Sizing trials: placement-group bundles per trial and how many trials the cluster holds. No Ray here.
 
 A trial reserves everything it will use before it starts: one bundle for the Tune trainable, one for
-the server actor, one per client actor. Actors created inside the trial land in these bundles, so
+the server actor, one per client actor (the server's shaped like a client's). Actors created inside the trial land in these bundles, so
 concurrent trials never wait on each other's actors (PLATFORM.md, "Ray Tune with actors inside a trial").
 """
 
@@ -48,12 +48,11 @@ def client_gpus(res: "TrialResources", cluster: dict[str, float], concurrency: i
 
 
 def trial_bundles(cfg: ExperimentConfig, res: "TrialResources", hosts: int, gpus: float) -> list[dict[str, float]]:
-    """Placement-group bundles of one trial: trainable, server actor, then one per client actor."""
-    bundles = [{"CPU": res.trial_cpus}]
-    if cfg.runtime.server_cpus > 0:  # an empty bundle is invalid; a 0-CPU server fits anywhere in the group
-        bundles.append({"CPU": cfg.runtime.server_cpus})
-    client = {"CPU": res.client_cpus} | ({"GPU": gpus} if gpus > 0 else {})
-    return bundles + [dict(client) for _ in range(hosts)]
+    """Placement-group bundles of one trial: the trainable, then ``hosts + 1`` identical bundles for the
+    server and client actors. Identical, because Ray places each actor in any bundle it fits: a client
+    that fit a larger server bundle would leave the server nowhere to go (a silent deadlock)."""
+    actor = {"CPU": res.client_cpus} | ({"GPU": gpus} if gpus > 0 else {})
+    return [{"CPU": res.trial_cpus}] + [dict(actor) for _ in range(hosts + 1)]
 
 
 def fit_concurrency(requested: int, per_trial: dict[str, float], cluster: dict[str, float]) -> tuple[int, str | None]:

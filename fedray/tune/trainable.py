@@ -33,14 +33,14 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
     """
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(base, params, name=f"{sweep_name}-{trial_id}")
-    cpus, gpus, hosts = _client_bundles(cfg.runtime.server_cpus > 0)
+    cpus, gpus, hosts = _client_bundles()
     # Client actors ask for exactly what this trial's bundles hold (never "share the cluster"), and
     # "auto" packing is pinned to the bundles reserved for it (not re-packed for the whole cluster).
     per_actor = cfg.runtime.clients_per_actor
     if per_actor == "auto":
         per_actor = math.ceil(cfg.data.num_clients / hosts)
     cfg = replace(cfg, runtime=replace(cfg.runtime, backend="ray", address=None, client_cpus=cpus, client_gpus=gpus,
-                                       clients_per_actor=per_actor))
+                                       server_cpus=cpus, clients_per_actor=per_actor))
     reported, previous = _resume_point(tune.get_checkpoint())
     trial = RunDir(Path(sweep_dir) / "trials" / trial_id)
     trial.path.mkdir(parents=True, exist_ok=True)
@@ -85,17 +85,16 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
     report(final[-1])
 
 
-def _client_bundles(server_bundle: bool) -> tuple[float, float, int]:
-    """CPU and GPU of one client bundle of this trial's placement group, and how many there are.
+def _client_bundles() -> tuple[float, float, int]:
+    """CPU and GPU of one actor bundle of this trial's placement group, and how many are for clients.
 
-    Bundles: the trainable, the server (when it asks for CPUs), then one per client actor.
+    Bundles (``resources.trial_bundles``): the trainable, then one per actor (server and clients).
     """
     group = ray.util.get_current_placement_group()
     if group is None:
         raise RuntimeError("fedray trials must run inside a placement group (tune.PlacementGroupFactory)")
     last = group.bundle_specs[-1]
-    hosts = len(group.bundle_specs) - 1 - int(server_bundle)
-    return float(last.get("CPU", 0.0)), float(last.get("GPU", 0.0)), hosts
+    return float(last.get("CPU", 0.0)), float(last.get("GPU", 0.0)), len(group.bundle_specs) - 2
 
 
 def _resume_point(checkpoint: tune.Checkpoint | None) -> tuple[int, Path | None]:

@@ -103,10 +103,10 @@ def test_beta_sweep_on_tiny(ray_local, tmp_path, caplog):
     # Reduced to 2 trials to keep CI short: 2 values of β, one method (the smoke sweep covers two methods).
     assert main(["tune", str(REPO / "tune_configs" / "beta_sweep.yaml"), "--out", str(sweep),
                  "--set", "base.preset=tiny", "--set", "search_space.data.partition.beta={grid: [0.05, 5]}",
-                 "--set", "search_space.train.method={grid: [prog]}"]) == 0
+                 "--set", "search_space.train.method={grid: [prog]}", "--set", "max_concurrent_trials=8"]) == 0
 
-    # A trial reserves 0.1 + 0.25 (server) + 2 x 0.1 CPUs: 3 fit on 2 CPUs, so the requested 4 is lowered.
-    assert "max_concurrent_trials=4 but the cluster holds only 3 trial(s)" in caplog.text
+    # A trial reserves 0.1 (trainable) + 0.1 (server) + 2 x 0.1 CPUs: 5 fit on 2 CPUs, so 8 is lowered.
+    assert "max_concurrent_trials=8 but the cluster holds only 5 trial(s)" in caplog.text
     rows = _rows(sweep)
     assert sorted((r["train.method"], float(r["data.partition.beta"])) for r in rows) == [("prog", 0.05), ("prog", 5.0)]
     assert all(r["data.partition.kind"] == "dirichlet" and r["status"] == "complete" for r in rows)

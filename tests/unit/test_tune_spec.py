@@ -121,8 +121,9 @@ def test_trial_bundles(tiny):
     assert trial_bundles(cfg, res, 2, 0.0) == [{"CPU": 0.25}] * 4  # trainable, server, 2 clients: 1 CPU
     assert client_gpus(res, {"CPU": 2.0}, 2, 2) == 0.0  # no GPUs: never ask for one (it would hang)
     assert client_gpus(res, {"CPU": 8.0, "GPU": 1.0}, 2, 2) == 0.25  # 2 trials x 2 clients share one GPU
-    bundles = trial_bundles(cfg, res, 2, 0.25)
-    assert bundles[-1] == {"CPU": 0.25, "GPU": 0.25} and "GPU" not in bundles[1]
+    bundles = trial_bundles(cfg, res, 2, 0.25)  # server and clients: identical bundles (no mis-placement)
+    assert bundles == [{"CPU": 0.25}] + [{"CPU": 0.25, "GPU": 0.25}] * 3
+    assert trial_bundles(cfg, TrialResources(trial_cpus=0.1, client_cpus=0.1), 2, 0.0) == [{"CPU": 0.1}] * 4
 
 
 def test_reporter_carries_eval_and_sums_ledger(tiny):
