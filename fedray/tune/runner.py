@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,11 @@ def run_sweep(spec: SweepSpec, out: str | None = None, *, resume: bool = False,
     write_report([str(root)], str(root), metric=spec.metric)
     # Trial states as Tune saved them (the in-memory grid counts an interrupted, pending trial as ended).
     states = [t.status for t in tune.ExperimentAnalysis(str(root / TUNE_DIR)).trials]
-    unfinished = sum(s not in ("TERMINATED", "ERROR") for s in states)
-    return SweepOutcome(str(root), concurrency, len(states), errors, unfinished, time.perf_counter() - start)
+    # Tune creates grid trials lazily: an interrupt can come before some exist at all.
+    expected = max(len(states), spec.num_samples * math.prod(
+        len(d.args) for d in spec.search_space.values() if d.kind == "grid"))
+    unfinished = expected - sum(s in ("TERMINATED", "ERROR") for s in states)
+    return SweepOutcome(str(root), concurrency, expected, errors, unfinished, time.perf_counter() - start)
 
 
 def param_space(space: dict[str, Dist]) -> dict[str, Any]:
