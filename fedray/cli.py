@@ -7,6 +7,7 @@ import logging
 import sys
 
 from fedray.config import ConfigError, load_config, preset_names
+from fedray.server.fleet import ClientError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -24,10 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one method")
     _config_args(run)
     run.add_argument("--out", help="run directory to create (must not exist or be empty)")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue an interrupted run from RUN_DIR/checkpoint.pt, in RUN_DIR (config arguments, "
+                          "if given, must match the checkpoint's except runtime.*)")
 
     cmp_ = sub.add_parser("compare", help="run fedmml, lw and prog on one config and print a table")
     _config_args(cmp_)
     cmp_.add_argument("--out", help="directory for the three runs and comparison.csv/.md")
+
+    res = sub.add_parser("resources", help="one client's memory, FLOPs and communication for fedmml, lw and prog")
+    _config_args(res)
+    res.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    res.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="where the measured step runs (cuda also reports torch.cuda.max_memory_allocated)")
+    res.add_argument("--probe-batch", type=int, metavar="N",
+                     help="measure steps of N samples and scale to train.batch_size (CPU; for steps too big to run)")
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     conv = data.add_parser("convert", help="convert a public dataset layout to fedray Parquet").add_subparsers(
@@ -100,6 +112,17 @@ def main(argv: list[str] | None = None) -> int:
 
             run_bench(args.name, args.repeats, args.json_out, args.device, args.loop_threads)
             return 0
+        if args.command == "run" and args.resume:
+            from fedray.api import resume_experiment
+
+            if args.out:
+                raise ConfigError("--resume continues in RUN_DIR itself; do not combine it with --out")
+            given = args.config or args.preset or args.overrides
+            cfg = load_config(args.config, args.preset, args.overrides) if given else None
+            result = resume_experiment(args.resume, cfg, address=args.address)
+            print(f"run directory: {result.run_dir}")
+            print(", ".join(f"{k} {v:.3f}" for k, v in result.summary["metrics"].items() if v is not None))
+            return 0
         cfg = load_config(args.config, args.preset, args.overrides)
         if args.command == "run":
             from fedray.api import run_experiment
@@ -113,9 +136,20 @@ def main(argv: list[str] | None = None) -> int:
             root, rows = compare(cfg, args.out, address=args.address)
             print(to_markdown(rows))
             print(f"comparison written to {root}/comparison.md")
+        elif args.command == "resources":
+            import json
+
+            from fedray.resources.estimate import estimate, to_text, workload_of
+
+            report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset,
+                              probe_batch=args.probe_batch)
+            print(json.dumps(report, indent=2) if args.json else to_text(report))
     except (ConfigError, ValueError, OSError) as err:
         print(f"fedray: error: {err}", file=sys.stderr)
         return 2
+    except ClientError as err:  # carries the failing client's id and traceback
+        print(f"fedray: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,20 +15,25 @@ from fedray.rundir import RunDir
 
 METHODS = ("fedmml", "lw", "prog")
 COLUMNS = ("method", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "comm_mb", "comm_vs_fedmml",
-           "wall_s")
+           "gflops", "flops_vs_fedmml", "peak_mem_mb", "mem_vs_fedmml", "wall_s")
+# summary["resources"] key, ratio column prefix, unit, value column
+RESOURCE_COLUMNS = (("comm_bytes", "comm", 1e6, "comm_mb"), ("flops", "flops", 1e9, "gflops"),
+                    ("peak_memory_bytes", "mem", 2**20, "peak_mem_mb"))
 
 
 def comparison_rows(results: dict[str, RunResult]) -> list[dict[str, Any]]:
-    """One row per method with final metrics, communication and its ratio to FedMML."""
-    base = results["fedmml"].summary["resources"]["comm_bytes"] if "fedmml" in results else None
+    """One row per method with final metrics, resources (comm, FLOPs, peak memory) and their ratios to FedMML."""
+    base = results["fedmml"].summary["resources"] if "fedmml" in results else {}
     rows = []
     for method, res in results.items():
         s = res.summary
-        comm = s["resources"]["comm_bytes"]
+        used = s["resources"]
         keys = ("accuracy", "macro_f1") if "accuracy" in s["metrics"] else COLUMNS[1:7]  # supervised task
         row: dict[str, Any] = {"method": method, **{k: s["metrics"].get(k) for k in keys}}
-        row["comm_mb"] = comm / 1e6
-        row["comm_vs_fedmml"] = (base / comm) if base and comm else None  # "2.3x less" reads as 2.3
+        for key, col, unit, name in RESOURCE_COLUMNS:
+            value, ref = used.get(key), base.get(key)
+            row[name] = value / unit if value is not None else None
+            row[f"{col}_vs_fedmml"] = (ref / value) if ref and value else None  # "2.3x less" reads as 2.3
         row["wall_s"] = s["wall_time_s"]
         rows.append(row)
     return rows

@@ -14,6 +14,7 @@ from fedray.data.assign import assign_clients
 from fedray.data.dataset import read_columns
 from fedray.data.features import audio_stats
 from fedray.model import build_model
+from fedray.model.pretrained import checkpoint_inputs
 from fedray.packing import pack_clients, resolve_clients_per_actor
 from fedray.schedules import build_schedule
 from fedray.server import Fleet, Orchestrator
@@ -45,6 +46,7 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
         if m not in info.modalities:
             raise ConfigError(f"config key 'model.towers.{m}': dataset {info.name} has no {m} column "
                               f"(it has {', '.join(info.modalities)})")
+    info = checkpoint_inputs(cfg, info)  # a pretrained text tower brings its own tokenizer
     if cfg.model.task == "classification" and not (info.inputs.num_classes and info.has_labels):
         raise ConfigError(f"config key 'model.task': classification needs a 'label' column and label_names "
                           f"in the metadata of dataset {info.path}")
@@ -82,6 +84,6 @@ def make_orchestrator(plan: RunPlan, fleet: Fleet, device: str = "cpu") -> Orche
     """The server side of a run: global model (same seed as the clients), schedule, eval shard."""
     cfg = plan.cfg
     model = build_model(cfg.model, {m: plan.info.inputs for m in cfg.model.towers}, cfg.train.seed).to(device)
-    max_length = max(t.max_length for t in cfg.model.towers.values())
+    max_length = max((t.max_length for m, t in cfg.model.towers.items() if m == "text"), default=32)  # captions only
     eval_shard = load_rows(plan.info, plan.eval_rows, max_length, caption=cfg.data.caption)
     return Orchestrator(cfg, model, build_schedule(cfg), fleet, plan.host_of, eval_shard)

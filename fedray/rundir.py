@@ -60,6 +60,35 @@ class RunDir:
             return cls(path)
         raise OutputError(f"run root {root}: too many runs named {name}-{stamp}")
 
+    @classmethod
+    def reopen(cls, path: str, rows: list[dict[str, Any]]) -> "RunDir":
+        """Continue an interrupted run in its own directory (``--resume``: the only reuse of a run dir).
+
+        ``metrics.jsonl`` is rewritten to ``rows`` (the checkpoint's), dropping rounds done after it.
+        """
+        run_dir = cls(Path(path))
+        _check_writable(run_dir.path)
+        (run_dir.path / "FAILED").unlink(missing_ok=True)
+        run_dir._rows = [json.dumps(r, default=_jsonable) for r in rows]
+        run_dir.write_text("metrics.jsonl", "".join(line + "\n" for line in run_dir._rows))
+        return run_dir
+
+    def discard(self) -> None:
+        """Remove a run directory that nothing was written to yet (the run could not start)."""
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a binary file atomically (checkpoints, the final model)."""
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def write_text(self, name: str, text: str) -> None:
         """Write a file atomically (temp file in the same directory, then rename)."""
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
@@ -101,6 +130,12 @@ class S3RunDir(RunDir):
 
     def write_text(self, name: str, text: str) -> None:
         self.fs.pipe_file(f"{st.strip(self.path)}/{name}", text.encode())
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.fs.pipe_file(f"{st.strip(self.path)}/{name}", data)
+
+    def discard(self) -> None:
+        """Nothing to remove: claiming a prefix writes no object."""
 
 
 def _check_writable(path: Path) -> None:

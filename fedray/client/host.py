@@ -19,6 +19,7 @@ from fedray.client.prefix_cache import PrefixCache, cache_enabled, cached_loss
 from fedray.config import ExperimentConfig
 from fedray.data import DatasetInfo, Shard, load_rows
 from fedray.model import build_model
+from fedray.resources.meter import StepMeter, cuda_peak
 from fedray.schedules import StageSpec
 from fedray.training import PartialSum, configure_trainable, local_train
 
@@ -42,6 +43,8 @@ class ClientStats:
     steps: int
     loss: float
     seconds: float
+    flops: int = 0  # training FLOPs of this round (measured step x steps)
+    peak_memory_bytes: int = 0  # CUDA: max_memory_allocated; CPU: the memory model (fedray.resources.meter)
 
 
 @dataclass
@@ -80,11 +83,12 @@ class ClientHost:
             torch.set_num_threads(threads)
         self.cfg = cfg
         self.device = torch.device(device)
-        max_length = max((t.max_length for t in cfg.model.towers.values()), default=32)
+        max_length = max((t.max_length for m, t in cfg.model.towers.items() if m == "text"), default=32)  # captions
         self.shards = _load_shards(info, rows, max_length, cfg.data.caption)
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
         self.cache = PrefixCache(cfg.runtime.cache_budget_mb) if cache_enabled(cfg) else None
+        self._meters: dict[int, StepMeter] = {}  # per stage: the first step is measured, then cached
 
     def sizes(self) -> dict[int, int]:
         """Samples per client."""
@@ -113,11 +117,16 @@ class ClientHost:
             shard = self.shards[client]
             entry = self.cache.prepare(client, self.model, shard, spec) if self.cache is not None else None
             batch_loss = partial(cached_loss, self.model, entry, shard) if entry is not None else None
-            stats = local_train(self.model, shard, spec, self.cfg.train,
-                                client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment, batch_loss)
+            meter = self._meters.setdefault(spec.index, StepMeter())
+            with cuda_peak(self.device) as cuda:
+                stats = local_train(self.model, shard, spec, self.cfg.train,
+                                    client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment,
+                                    batch_loss, meter)
             result.partial.add(stats.num_samples, to_numpy(self.model.state(spec.exchanged)))
+            cost = meter.cost if stats.steps else None
             result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
-                                              time.perf_counter() - start))
+                                              time.perf_counter() - start, cost.flops * stats.steps if cost else 0,
+                                              (cuda[0] or cost.memory_bytes) if cost else 0))
         return result
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from fedray.config.checkpoint import resolve_checkpoints
 from fedray.config.schema import ConfigError, ExperimentConfig
 
 
@@ -115,8 +116,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def build(raw: dict[str, Any]) -> ExperimentConfig:
-    """Turn a plain dict into a validated ``ExperimentConfig`` (strict: unknown keys are errors)."""
-    return _convert(ExperimentConfig, raw, "")
+    """Turn a plain dict into a validated ``ExperimentConfig`` (strict: unknown keys are errors).
+
+    Towers with a ``checkpoint`` take their architecture from it (see ``fedray.config.checkpoint``).
+    """
+    return _convert(ExperimentConfig, resolve_checkpoints(raw), "")
 
 
 def load_config(path: str | None = None, preset: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -41,6 +41,7 @@ class TowerConfig:
     dropout: float = 0.0
     max_length: int = 32  # text: tokens per caption (padding and truncation)
     checkpoint: str | None = None  # local directory or hub id; None = random init from the seed
+    patch_stride: int | None = None  # ast: stride of the patch grid (distil-AST: 10); None = patch_size
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, "arch", f"unknown architecture {self.arch!r}; expected one of {ARCHS}")
@@ -49,6 +50,8 @@ class TowerConfig:
         _check(self.hidden_size % self.num_heads == 0, "hidden_size", "must be divisible by num_heads")
         _check(self.blocks_per_stage is None or self.blocks_per_stage > 0, "blocks_per_stage", "must be positive")
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(self.patch_stride is None or (self.arch == "ast" and self.patch_stride > 0), "patch_stride",
+               "only ast towers take a patch stride, and it must be positive")
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,11 @@ class RuntimeConfig:
     server_cpus: float = 0.25  # the driver actor that runs the round loop (CPU only)
     torch_threads: int | None = None  # per client actor; None = max(1, floor(client_cpus))
     round_timeout: float = 600.0  # seconds to wait for a round's cohort
+    dashboard: bool = False  # a local Ray that fedray starts gets a dashboard, bound to 127.0.0.1 only
+    checkpoint_every: int = 1  # write checkpoint.pt every N rounds (0 = never); `fedray run --resume` reads it
+    # Fraction of a round's cohort that must return; 1.0 = retry lost clients' tasks until they do (bounded).
+    min_completion: float = 1.0
+    client_restarts: int = 3  # Ray restarts of a dead client actor, and retries of its task per round
     # lw: train on cached frozen-prefix activations. auto = when valid, on = required (error if not valid), off.
     cache_prefix: str | bool = "auto"  # YAML reads bare on/off as true/false: both spellings accepted
     cache_budget_mb: float = 512.0  # per client actor; clients past it recompute the prefix per batch
@@ -210,6 +218,9 @@ class RuntimeConfig:
         _check(self.num_cpus is None or self.num_cpus > 0, "num_cpus", "must be positive")
         _check(self.torch_threads is None or self.torch_threads > 0, "torch_threads", "must be positive")
         _check(self.round_timeout > 0, "round_timeout", "must be positive")
+        _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no checkpoints)")
+        _check(0.0 < self.min_completion <= 1.0, "min_completion", f"must be in (0, 1], got {self.min_completion}")
+        _check(self.client_restarts >= 0, "client_restarts", "must be >= 0")
         if isinstance(self.cache_prefix, bool):
             object.__setattr__(self, "cache_prefix", "on" if self.cache_prefix else "off")
         _check(self.cache_prefix in ("auto", "on", "off"), "cache_prefix",

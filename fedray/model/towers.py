@@ -18,7 +18,6 @@ from transformers import (
     ASTConfig,
     ASTModel,
     AutoConfig,
-    AutoModel,
     BertConfig,
     BertModel,
     DistilBertConfig,
@@ -118,15 +117,20 @@ def _hf_config(cfg: TowerConfig, spec: InputSpec) -> PretrainedConfig:
                                 dim=cfg.hidden_size, n_layers=cfg.num_layers, n_heads=cfg.num_heads,
                                 hidden_dim=cfg.intermediate_size, dropout=cfg.dropout, attention_dropout=cfg.dropout)
     if cfg.arch == "ast":
+        stride = cfg.patch_stride or cfg.patch_size
         return ASTConfig(num_mel_bins=spec.features, max_length=spec.frames, patch_size=cfg.patch_size,
-                         frequency_stride=cfg.patch_size, time_stride=cfg.patch_size, **common)
+                         frequency_stride=stride, time_stride=stride, **common)
     raise ValueError(f"cannot build a {cfg.arch} tower")
 
 
 def build_tower(cfg: TowerConfig, spec: InputSpec, modality: str, seed: int) -> Tower:
     """Build a full-depth tower from a config (random init from ``seed``) or a checkpoint."""
-    if cfg.checkpoint is not None:
-        hf = AutoModel.from_pretrained(cfg.checkpoint, attn_implementation="eager")
+    if cfg.checkpoint is not None:  # pretrained embeddings and blocks; see fedray.model.pretrained
+        from fedray.model.pretrained import load_hf_model, reset_fresh_parts
+
+        tower = _wrap(load_hf_model(cfg, f"model.towers.{modality}"), cfg.arch)
+        reset_fresh_parts(tower.final_norm)
+        return tower
     else:
         hf_cfg = _hf_config(cfg, spec)
         if modality == "audio" and cfg.arch == "vit":  # spectrogram as a one-channel image

@@ -37,3 +37,8 @@ class InProcessFleet:
 
     def close(self) -> None:
         self.hosts = []
+
+
+class ClientError(RuntimeError):
+    """A round cannot complete because of its clients: a client's code raised (the message names the client
+    ids and carries the traceback), or actors kept dying past the retries."""

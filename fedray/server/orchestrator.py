@@ -34,6 +34,8 @@ class RunOutcome:
     comm_bytes: int
     rounds: int
     state: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    flops: int = 0  # training FLOPs over all clients and rounds
+    peak_memory_bytes: int = 0  # the largest peak training memory any client reached
 
 
 def cohort_size(num_clients: int, participation: float) -> int:
@@ -58,6 +60,10 @@ class Orchestrator:
         self.host_synced = {h: 0 for h in set(host_of.values())}
         self.changed: dict[int, frozenset[str]] = {}  # stage -> groups that training changed in it
         self.comm_bytes = 0
+        self.rounds_done = 0  # rounds finished (a checkpoint's position)
+        self.start_round = 0  # rounds to skip: > 0 after import_state
+        self.flops = self.peak_memory_bytes = 0  # run totals (the ledger)
+        self.stage_flops = self.stage_comm = 0  # running totals of the current stage
 
     def _stale(self, synced: int, stage: StageSpec) -> set[str]:
         """Frozen groups changed by training since stage ``synced``."""
@@ -79,6 +85,11 @@ class Orchestrator:
             self.model.set_depths(spec.depths)
             self.changed[spec.index] = spec.trainable
             for stage_round in range(spec.rounds):
+                if round_idx < self.start_round:  # resumed: this round ran before the checkpoint
+                    round_idx += 1
+                    continue
+                if stage_round == 0:
+                    self.stage_flops = self.stage_comm = 0
                 start = time.perf_counter()
                 cohort = sorted(int(c) for c in self.rng.choice(self.num_clients, k, replace=False))
                 payload = to_numpy(self.model.state(spec.exchanged))
@@ -87,22 +98,52 @@ class Orchestrator:
                 results = self.fleet.run_round(tasks, payload, prefix, prefix_hosts)
                 self._aggregate(results, payload)
                 self.comm_bytes += sent + received
+                flops, peak = _resources(results)
+                self.flops += flops
+                self.peak_memory_bytes = max(self.peak_memory_bytes, peak)
+                self.stage_flops, self.stage_comm = self.stage_flops + flops, self.stage_comm + sent + received
                 round_idx += 1
                 record = {
                     "method": cfg.train.method, "stage": spec.index + 1, "round": round_idx,
                     "stage_round": stage_round + 1, "cohort": len(cohort),
                     "train/loss": _mean_loss(results),
                     "comm/bytes_to_clients": sent, "comm/bytes_from_clients": received,
-                    "comm/total_bytes": self.comm_bytes,
+                    "comm/total_bytes": self.comm_bytes, "comm/stage_bytes": self.stage_comm,
+                    "res/flops": flops, "res/stage_flops": self.stage_flops, "res/total_flops": self.flops,
+                    "res/peak_memory_bytes": peak,
                     "time/round_s": time.perf_counter() - start,
                 }
                 if round_idx % cfg.train.eval_every == 0 or round_idx == total_rounds:
                     metrics = evaluate(self.model, self.eval_shard, cfg.train.batch_size)
                     record.update(metrics)
                 record["time/elapsed_s"] = time.perf_counter() - t0
+                self.rounds_done = round_idx
                 yield record
         state = to_numpy({n: t.clone() for n, t in self.model.state_dict().items()})
-        return RunOutcome(metrics, self.comm_bytes, round_idx, state)
+        return RunOutcome(metrics, self.comm_bytes, round_idx, state, self.flops, self.peak_memory_bytes)
+
+    def export_state(self) -> dict[str, Any]:
+        """The position and global state after ``rounds_done`` rounds: tensors and plain Python values only,
+        so a checkpoint loads with ``torch.load(weights_only=True)``. Hosts' sync state is left out: a
+        resumed run has new hosts, which get every stale frozen group again."""
+        return {
+            "round": self.rounds_done,
+            "model": {n: t.detach().cpu().clone() for n, t in self.model.state_dict().items()},
+            "rng": self.rng.bit_generator.state,  # cohort sampling continues where it stopped
+            "client_synced": dict(self.client_synced),
+            "comm_bytes": self.comm_bytes,
+            "ledger": [self.flops, self.peak_memory_bytes, self.stage_flops, self.stage_comm],
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`export_state`'s output: ``run()`` then skips the rounds already done."""
+        with torch.no_grad():
+            self.model.load_state_dict(state["model"])
+        self.rng.bit_generator.state = state["rng"]
+        self.client_synced = {int(c): int(s) for c, s in state["client_synced"].items()}
+        self.comm_bytes = int(state["comm_bytes"])
+        self.flops, self.peak_memory_bytes, self.stage_flops, self.stage_comm = (int(v) for v in state["ledger"])
+        self.start_round = self.rounds_done = int(state["round"])
 
     def _plan_prefix(self, spec: StageSpec, cohort: list[int], payload_bytes: int
                      ) -> tuple[int, int, dict[str, np.ndarray] | None, set[int]]:
@@ -133,6 +174,12 @@ class Orchestrator:
             return  # nobody returned samples: keep the global model
         with torch.no_grad():
             load_state(self.model, weighted_mean(total, payload))
+
+
+def _resources(results: list[HostResult]) -> tuple[int, int]:
+    """A round's training FLOPs (sum over clients) and peak memory (max over clients)."""
+    stats = [c for r in results for c in r.clients]
+    return sum(c.flops for c in stats), max((c.peak_memory_bytes for c in stats), default=0)
 
 
 def _mean_loss(results: list[HostResult]) -> float:

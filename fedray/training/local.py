@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,6 +14,9 @@ from fedray.config import TrainConfig
 from fedray.data import Shard
 from fedray.model import MultimodalModel, lr_group
 from fedray.schedules import StageSpec
+
+if TYPE_CHECKING:
+    from fedray.resources.meter import StepMeter
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ def configure_trainable(model: MultimodalModel, spec: StageSpec) -> None:
     deterministic (no dropout, fixed norm statistics) and build no autograd graph."""
     for name, param in model.named_parameters():
         param.requires_grad_(model.group_of(name) in spec.trainable)
+        if not param.requires_grad:
+            param.grad = None  # a group frozen at this stage must not keep its last gradient alive
     model.train()
     for group in spec.frozen:
         model.group_module(group).eval()
@@ -46,11 +53,14 @@ def make_optimizer(model: MultimodalModel, spec: StageSpec, cfg: TrainConfig) ->
 
 
 def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: TrainConfig, seed: int,
-                augment: bool = False, batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> LocalResult:
+                augment: bool = False, batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                meter: StepMeter | None = None) -> LocalResult:
     """Run ``cfg.local_epochs`` epochs over the shard (shuffled, drop_last) and return the stats.
 
     The caller has loaded the global tensors and called :func:`configure_trainable`. ``batch_loss``
     (rows -> loss) replaces ``model.loss`` on the decoded batch, e.g. to start from cached activations.
+    A ``meter`` measures the first step (FLOPs, memory) unless it already holds a cost; that step always
+    runs the whole present model, so the ledger counts what the method costs a client, not the cache.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout in trainable groups
@@ -61,15 +71,17 @@ def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: Trai
     for _ in range(cfg.local_epochs):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n - bsz + 1, bsz):
-            if batch_loss is not None:
-                loss = batch_loss(perm[start:start + bsz])
-            else:
-                batch = {k: v.to(device, non_blocking=True)
-                         for k, v in shard.batch(perm[start:start + bsz], augment, gen).items()}
-                loss = model.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            measuring = meter is not None and meter.cost is None
+            with meter.step(model, opt) if measuring else nullcontext():  # type: ignore[union-attr]
+                if batch_loss is not None and not measuring:  # cached and uncached losses are bit-identical
+                    loss = batch_loss(perm[start:start + bsz])
+                else:
+                    batch = {k: v.to(device, non_blocking=True)
+                             for k, v in shard.batch(perm[start:start + bsz], augment, gen).items()}
+                    loss = model.loss(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             steps += 1
             total += loss.item()
     return LocalResult(n, steps, total / steps if steps else math.nan)

@@ -35,7 +35,9 @@ def test_report_on_run_dirs(tiny, tmp_path, capsys):
     assert float(rows[2]["comm_mb"]) == summary["resources"]["comm_bytes"] / 1e6
     assert "| lw | complete | lw |" in (tmp_path / "rep" / "trials.md").read_text()
     pngs = sorted(p.name for p in (tmp_path / "rep" / "plots").glob("*.png"))
-    assert pngs == ["eval_i2t_r1_vs_comm_mb.png", "eval_i2t_r1_vs_round.png"]  # one β: no β plot
+    assert pngs == ["eval_i2t_r1_vs_comm_mb.png", "eval_i2t_r1_vs_gflops.png", "eval_i2t_r1_vs_peak_memory_mb.png",
+                    "eval_i2t_r1_vs_round.png"]  # one β: no β plot; the resource ledger gives the other two
+    assert float(rows[2]["gflops"]) > 0 and float(rows[2]["peak_memory_mb"]) > 0
     for name in pngs:
         with Image.open(tmp_path / "rep" / "plots" / name) as img:
             img.verify()
