@@ -66,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="overhead: client actors on GPUs")
     bench.add_argument("--loop-threads", type=int, action="append",
                        help="overhead: threads of the in-process reference loop (repeatable; default 1 and all CPUs)")
+
+    tune_ = sub.add_parser("tune", help="run a Ray Tune sweep from tune_configs/*.yaml, then report it")
+    tune_.add_argument("sweep", help="sweep YAML (base config, search space, metric, scheduler)")
+    tune_.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a sweep key (num_samples=4, base.preset=tiny, 'search_space.train.method="
+                            "{grid: [lw]}') or a base config key (train.total_rounds=8); repeatable")
+    tune_.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--out or the latest)")
+    tune_.add_argument("--out", help="sweep directory (default runs/sweeps/<name>-<timestamp>)")
+    tune_.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local Ray)")
+
+    report = sub.add_parser("report", help="tables and plots of sweep, compare or run directories")
+    report.add_argument("paths", nargs="+", metavar="DIR", help="sweep, compare or run directories")
+    report.add_argument("--metric", help="metric to plot (default: the sweep's, else eval/i2t_r1)")
+    report.add_argument("--out", help="where to write (default: the directory itself when one is given)")
     return parser
 
 
@@ -85,6 +99,10 @@ def _convert(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command in ("tune", "report"):
+        from fedray.tune.cli import main as tune_main  # Ray Tune only for these commands
+
+        return tune_main(args)
     try:
         if args.command == "data":
             _convert(args)

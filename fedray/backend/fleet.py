@@ -166,6 +166,9 @@ def run_on_ray(plan: RunPlan, namespace: str, resume: dict[str, Any] | None = No
 
     ``resume``: an orchestrator state from a checkpoint to continue from.
     """
+    # Inside a placement group (a Tune trial) the server must land in the group's bundles, which
+    # pinning it to this node would bypass (a deadlock); the client actors land there too.
+    in_group = ray.util.get_current_placement_group() is not None
     node = ray.get_runtime_context().get_node_id()
     if plan.cfg.runtime.clients_per_actor == "auto":  # pack for the cluster we actually joined
         res = ray.cluster_resources()
@@ -174,7 +177,7 @@ def run_on_ray(plan: RunPlan, namespace: str, resume: dict[str, Any] | None = No
     hosts = start_hosts(plan, namespace, cpus, gpus)  # client imports overlap the server's start-up
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        scheduling_strategy=None if in_group else NodeAffinitySchedulingStrategy(node, soft=False),
     ).remote(plan, namespace, cpus, gpus, resume)
     try:
         for ref in server.run.options(num_returns="streaming").remote():
