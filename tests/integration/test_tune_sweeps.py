@@ -72,7 +72,13 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trial(ray_local, t
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        while not (done := [p for p in sweep.glob("trials/*/trial.json") if "finished_at" in p.read_text()]):
+        # Interrupt once the second trial has started: with one trial at a time, Tune has then recorded the
+        # first as TERMINATED (a finished run on disk alone can precede Tune's own view of it).
+        while True:
+            trials = list(sweep.glob("trials/*/trial.json"))
+            done = [p for p in trials if "finished_at" in p.read_text()]
+            if len(trials) >= 2 and done:
+                break
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves the experiment state and stops
