@@ -62,6 +62,10 @@ class Orchestrator:
         self.comm_bytes = 0
         self.rounds_done = 0  # rounds finished (a checkpoint's position)
         self.start_round = 0  # rounds to skip: > 0 after import_state
+        self._group_bytes: dict[str, int] = {}  # bytes per layer group: shapes never change during a run
+        for name, tensor in model.state_dict().items():
+            group = model.group_of(name)
+            self._group_bytes[group] = self._group_bytes.get(group, 0) + tensor.numel() * tensor.element_size()
         self.flops = self.peak_memory_bytes = 0  # run totals (the ledger)
         self.stage_flops = self.stage_comm = 0  # running totals of the current stage
 
@@ -151,7 +155,7 @@ class Orchestrator:
         sent = received = 0
         for c in cohort:
             stale = self._stale(self.client_synced[c], spec)
-            sent += payload_bytes + (nbytes(to_numpy(self.model.state(stale))) if stale else 0)
+            sent += payload_bytes + sum(self._group_bytes[g] for g in stale)
             received += payload_bytes
             self.client_synced[c] = spec.index
         hosts = {self.host_of[c] for c in cohort}
