@@ -17,7 +17,6 @@ from torch import nn
 from transformers import (
     ASTConfig,
     ASTModel,
-    AutoConfig,
     BertConfig,
     BertModel,
     DistilBertConfig,
@@ -153,8 +152,3 @@ def _wrap(hf: nn.Module, arch: str, modality: str = "image") -> Tower:
         return Tower(arch, hf.embeddings, hf.transformer.layer, None, hidden)
     raise ValueError(f"unknown architecture {arch!r}")
 
-
-def checkpoint_arch(path: str) -> str:
-    """The fedray architecture name of a transformers checkpoint (``bert``, ``vit``, ...)."""
-    model_type = AutoConfig.from_pretrained(path).model_type
-    return {"audio-spectrogram-transformer": "ast"}.get(model_type, model_type)
