@@ -27,7 +27,7 @@ from fedray.config.schema import StorageConfig
 from fedray.data import storage as st
 from fedray.model import InputSpec
 
-EMBEDDED = ("emoji", "avdigits")
+EMBEDDED = ("emoji", "avdigits", "openclipart")
 
 
 class DataError(ValueError):

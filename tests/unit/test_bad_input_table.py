@@ -64,7 +64,7 @@ CASES = [
     ("negative checkpoint interval", [*TINY, "--set", "runtime.checkpoint_every=-1"],
      "config key 'runtime.checkpoint_every': must be >= 0"),
     ("dataset not found", [*TINY, "--set", "data.source={root}/nope.parquet"],
-     "dataset '{root}/nope.parquet': no Parquet file there; embedded sets are emoji, avdigits"),
+     "dataset '{root}/nope.parquet': no Parquet file there; embedded sets are emoji, avdigits, openclipart"),
     ("dataset not Parquet", [*TINY, "--set", "data.source={root}/notparquet.parquet"],
      "dataset file {root}/notparquet.parquet: not a readable Parquet file"),
     ("dataset missing columns", [*TINY, "--set", "data.source={root}/nocols.parquet"],

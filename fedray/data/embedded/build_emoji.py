@@ -61,8 +61,8 @@ def captions(record: dict) -> list[str]:
     return [name, f"{name}, {record['subcategory'].replace('-', ' ')}"]
 
 
-def render(text: str, font: ImageFont.FreeTypeFont) -> bytes | None:
-    """Render one emoji as a 32x32 RGB PNG on white, or ``None`` if the font has no glyph for it."""
+def render(text: str, font: ImageFont.FreeTypeFont, size: int = IMAGE_SIZE) -> bytes | None:
+    """Render one emoji as a ``size``x``size`` RGB PNG on white, or ``None`` if the font has no glyph for it."""
     layer = Image.new("RGBA", (4 * FONT_SIZE, 2 * FONT_SIZE), (0, 0, 0, 0))
     ImageDraw.Draw(layer).text((FONT_SIZE // 4, FONT_SIZE // 4), text, font=font, embedded_color=True)
     if (bbox := layer.getbbox()) is None:  # alpha-only bounding box; None when nothing was drawn
@@ -72,11 +72,11 @@ def render(text: str, font: ImageFont.FreeTypeFont) -> bytes | None:
     canvas = Image.new("RGB", (side, side), (255, 255, 255))
     canvas.paste(glyph, ((side - glyph.width) // 2, (side - glyph.height) // 2), mask=glyph)
     buf = io.BytesIO()
-    canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS).save(buf, format="PNG", optimize=True)
+    canvas.resize((size, size), Image.LANCZOS).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
-def build_rows(records: list[dict]) -> tuple[list[EmojiRow], list[str]]:
+def build_rows(records: list[dict], size: int = IMAGE_SIZE) -> tuple[list[EmojiRow], list[str]]:
     """Render every non-skin-tone emoji; return the rows (sorted by id) and the ids the font cannot draw."""
     font = ImageFont.truetype(FONT_PATH, FONT_SIZE)
     rows, missing = [], []
@@ -84,7 +84,7 @@ def build_rows(records: list[dict]) -> tuple[list[EmojiRow], list[str]]:
         if rec["category"] == "Component":  # the five Fitzpatrick skin-tone swatches
             continue
         chars = "".join(chr(int(cp, 16)) for cp in rec["unified"].split("-"))
-        if (png := render(chars, font)) is None:
+        if (png := render(chars, font, size)) is None:
             missing.append(rec["unified"])
             continue
         rows.append(EmojiRow(rec["unified"], rec["category"], png, captions(rec)))
@@ -102,7 +102,7 @@ def stratified_split(rows: list[EmojiRow], label_names: list[str]) -> list[str]:
     return split
 
 
-def write_parquet(rows: list[EmojiRow], path: Path) -> list[str]:
+def write_parquet(rows: list[EmojiRow], path: Path, size: int = IMAGE_SIZE) -> list[str]:
     """Write the dataset in fedray's schema (id, split, label, image, text) and return the splits."""
     label_names = sorted({r.category for r in rows})
     split = stratified_split(rows, label_names)
@@ -111,7 +111,7 @@ def write_parquet(rows: list[EmojiRow], path: Path) -> list[str]:
          ("image", pa.binary()), ("text", pa.list_(pa.string()))],
         metadata={b"fedray": json.dumps({
             "name": "emoji", "label_names": label_names,
-            "modalities": ["image", "text"], "image_size": IMAGE_SIZE}).encode()},
+            "modalities": ["image", "text"], "image_size": size}).encode()},
     )
     labels = [label_names.index(r.category) for r in rows]
     columns = [[r.id for r in rows], split, labels, [r.image for r in rows], [r.text for r in rows]]
@@ -120,7 +120,7 @@ def write_parquet(rows: list[EmojiRow], path: Path) -> list[str]:
     return split
 
 
-def train_tokenizer(texts: list[str], path: Path) -> Tokenizer:
+def train_tokenizer(texts: list[str], path: Path, vocab_size: int = VOCAB_SIZE) -> Tokenizer:
     """Build a lower-casing BERT-style WordPiece tokenizer from the captions; encodings are [CLS] ... [SEP].
 
     The vocabulary is counted here rather than learned with ``WordPieceTrainer``, which breaks ties in
@@ -131,7 +131,7 @@ def train_tokenizer(texts: list[str], path: Path) -> Tokenizer:
     counts = Counter(w for t in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t)))
     chars = sorted({c for w in counts for c in w})
     words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))  # most frequent first
-    tokens = (SPECIAL_TOKENS + chars + ["##" + c for c in chars] + words)[:VOCAB_SIZE]
+    tokens = (SPECIAL_TOKENS + chars + ["##" + c for c in chars] + words)[:vocab_size]
     tok = Tokenizer(WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
     tok.add_special_tokens(SPECIAL_TOKENS)  # already in the vocab; marks them special so decode skips them
     tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
@@ -147,11 +147,13 @@ def main(argv: list[str] | None = None) -> None:
     """Build ``emoji.parquet`` and ``tokenizer.json`` into ``--out`` (default: next to this script)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--size", type=int, default=IMAGE_SIZE,
+                        help="image side in pixels (the vendored set is 32; larger renders are for distillation)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    rows, missing = build_rows(load_metadata())
-    split = write_parquet(rows, args.out / "emoji.parquet")
+    rows, missing = build_rows(load_metadata(), args.size)
+    split = write_parquet(rows, args.out / "emoji.parquet", args.size)
     tok = train_tokenizer([t for r in rows for t in r.text], args.out / "tokenizer.json")
     n_test = split.count("test")
     print(f"wrote {len(rows)} rows ({len(rows) - n_test} train, {n_test} test) to {args.out}; "
