@@ -1,7 +1,7 @@
 """Towers initialised from a transformers checkpoint: the architecture comes from its config.
 
-``model.towers.<m>.checkpoint`` is a local directory (``save_pretrained`` output) or, on a
-cluster with hub access, a hub id. Before anything is built, the loader reads the checkpoint's
+``model.towers.<m>.checkpoint`` is a local directory (``save_pretrained`` output), the name of a
+tower vendored with fedray (``fedray/data/embedded/towers/<name>``) or, on a cluster with hub access, a hub id. Before anything is built, the loader reads the checkpoint's
 ``config.json`` and fills the tower's architecture keys from it; a key the YAML sets explicitly to a
 different value is a :class:`ConfigError`, as is a checkpoint that cannot be found (which never
 contacts a hub when ``HF_HUB_OFFLINE=1``).
@@ -55,6 +55,18 @@ def architecture(hf: Any, checkpoint: str, key: str) -> dict[str, Any]:
     return out
 
 
+def embedded_tower(checkpoint: str) -> str:
+    """The packaged directory of a vendored tower (``fedray/data/embedded/towers/<name>``) for its bare name;
+    any other value (a path, a hub id) unchanged. A local directory of the same name wins."""
+    from importlib import resources
+    from pathlib import Path
+
+    root = resources.files("fedray.data").joinpath("embedded", "towers", checkpoint)
+    if "/" in checkpoint or Path(checkpoint).exists() or not root.joinpath("config.json").is_file():
+        return checkpoint
+    return str(root)
+
+
 def resolve_checkpoints(raw: dict[str, Any]) -> dict[str, Any]:
     """Fill each checkpoint tower's architecture keys in a raw config dict (a copy is returned)."""
     towers = raw["model"].get("towers") if isinstance(raw.get("model"), dict) else None
@@ -64,6 +76,7 @@ def resolve_checkpoints(raw: dict[str, Any]) -> dict[str, Any]:
     for name, tower in towers.items():
         if not isinstance(tower, dict) or tower.get("checkpoint") is None:
             continue
+        tower = {**tower, "checkpoint": embedded_tower(str(tower["checkpoint"]))}
         where = f"model.towers.{name}"
         values = architecture(read_hf_config(tower["checkpoint"], f"{where}.checkpoint"), tower["checkpoint"],
                               f"{where}.checkpoint")
