@@ -139,7 +139,7 @@ def cached_loss(model: MultimodalModel, entry: dict[str, _Tower], shard: Shard, 
             h, mask, start = t.hidden[idx], _rows(t.mask, idx), t.start
         else:
             (h, mask), start = tower.embed(batch), 0
-        z[m] = F.normalize(model.heads[m](tower.pool(tower.run_blocks(h, mask, start, tower.depth))), dim=-1)
+        z[m] = F.normalize(model.heads[m](tower.pool(tower.run_blocks(h, mask, start, tower.depth), mask)), dim=-1)
     return contrastive_loss(z, model.temperature)
 
 
