@@ -165,3 +165,47 @@ def test_family_options_are_checked_where_they_are_set():
     with pytest.raises(ConfigError, match=r"model\.towers\.image\.checkpoint.*packaged.*efficientnet_lite0"):
         load_config(preset="tiny", overrides=["model.towers.image.checkpoint=packaged"])
     assert tiny_cfg("vit", "clip_text").model.towers["text"].pool == "last"  # causal: the last token saw everything
+
+
+def test_the_prefix_cache_holds_feature_maps_and_changes_nothing(tiny):
+    """A CNN's frozen prefix is cached as [N, C, H, W] and gives the same weights as recomputing it."""
+    from fedray.client import ClientHost
+    from fedray.plan import make_orchestrator, plan_run
+    from fedray.server import InProcessFleet
+
+    def run(cache: str):
+        cfg = tiny("model.towers={image: {arch: efficientnet_lite0, image_size: 32}, "
+                   f"text: {{arch: clip_text, {SMALL}, max_length: 16}}}}", "data.num_clients=2",
+                   "data.train_limit=64", "train.batch_size=16", f"runtime.cache_prefix={cache}")
+        plan = plan_run(cfg)
+        hosts = [ClientHost(cfg, plan.info, plan.host_rows(h), threads=1) for h in range(len(plan.hosts))]
+        gen = make_orchestrator(plan, InProcessFleet(hosts)).run()
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value.state, hosts
+
+    before = torch.get_num_threads()
+    try:
+        on, hosts = run("on")
+        off, _ = run("off")
+    finally:
+        torch.set_num_threads(before)
+    entry = next(iter(hosts[0].cache.entries.values()))
+    assert entry["image"].hidden.shape[1:] == (80, 2, 2) and entry["image"].start == 4  # stem + 4 stages frozen
+    assert entry["text"].mask.shape[1:] == (16,)
+    assert sum(h.cache.fills for h in hosts) == 2
+    for name in off:
+        assert torch.equal(torch.from_numpy(on[name]), torch.from_numpy(off[name])), name
+
+
+def test_fedray_resources_measures_a_cnn_tower_without_a_formula():
+    from fedray.resources.estimate import Workload, estimate, to_text
+
+    cfg = tiny_cfg("efficientnet_lite0", "siglip_text", "train.batch_size=4")
+    report = estimate(cfg, Workload(INPUTS, shard_size=8))
+    lw, fedmml = report["methods"]["lw"], report["methods"]["fedmml"]
+    assert lw["analytic_flops"] is None and 0 < lw["flops"] < fedmml["flops"]
+    assert 0 < lw["comm_bytes"] < fedmml["comm_bytes"] and lw["peak_memory_bytes"] < fedmml["peak_memory_bytes"]
+    assert "| lw |" in to_text(report)
