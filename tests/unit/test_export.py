@@ -70,8 +70,9 @@ def test_an_exported_tower_is_a_checkpoint_for_the_next_run(tmp_path):
     cfg, info, state, model = _trained(tmp_path, f"{{arch: deit, {SMALL}, num_layers: 2, patch_size: 8}}",
                                        f"{{arch: roberta, {SMALL}, num_layers: 2, max_length: 16}}")
     export_run(cfg, info, state, tmp_path / "towers")
-    again = load_config(preset="tiny", overrides=[f"model.towers={{image: {{checkpoint: {tmp_path / 'towers/image'}}}, "
-                                                  f"text: {{checkpoint: {tmp_path / 'towers/text'}, max_length: 16}}}}"])
+    image, text = tmp_path / "towers/image", tmp_path / "towers/text"
+    again = load_config(preset="tiny", overrides=[
+        f"model.towers={{image: {{checkpoint: {image}}}, text: {{checkpoint: {text}, max_length: 16}}}}"])
     assert (again.model.towers["image"].arch, again.model.towers["text"].arch) == ("deit", "roberta")
     info2 = plan_run(again).info
     assert info2.tokenizer == str(tmp_path / "towers/text/tokenizer.json")
