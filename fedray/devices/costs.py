@@ -38,6 +38,6 @@ def stage_costs(cfg: ExperimentConfig, schedule: list[StageSpec], inputs: InputS
     return out
 
 
-def round_flops(step_flops: int, shard_sizes: np.ndarray, local_epochs: int, batch_size: int) -> np.ndarray:
-    """Training FLOPs of one round per client: step FLOPs x local_epochs x floor(shard / batch) (drop_last)."""
-    return step_flops * local_epochs * (np.asarray(shard_sizes, dtype=np.int64) // batch_size)
+def local_steps(shard_sizes: list[int] | np.ndarray, local_epochs: int, batch_size: int) -> np.ndarray:
+    """Local steps per round per client: local_epochs x floor(shard / batch) (``drop_last``, as local training)."""
+    return local_epochs * (np.asarray(shard_sizes, dtype=np.int64) // batch_size)

@@ -10,7 +10,7 @@ from fedray.config import ConfigError, load_config
 from fedray.config.schema import DeviceClassConfig
 from fedray.data import open_dataset
 from fedray.devices import FleetError, build_devices, check_fleet, eligibility_report
-from fedray.devices.costs import round_flops, stage_costs
+from fedray.devices.costs import local_steps, stage_costs
 from fedray.devices.profiles import MIB, from_profiles
 from fedray.resources.estimate import estimate, workload_of
 from fedray.schedules import build_schedule
@@ -88,6 +88,6 @@ def test_flops_known_before_training_equal_what_the_ledger_charges(tiny, tmp_pat
     rows = run_experiment(cfg, str(tmp_path / "run"), progress=lambda _: None).rows
     shards = np.array([128, 128])
     for row, stage in zip(rows, (0, 1)):
-        planned = round_flops(costs[stage].flops, shards, cfg.train.local_epochs, cfg.train.batch_size)
+        planned = costs[stage].flops * local_steps(shards, cfg.train.local_epochs, cfg.train.batch_size)
         assert int(planned.sum()) == row["res/flops"]
         assert costs[stage].memory_bytes == row["res/peak_memory_bytes"]
