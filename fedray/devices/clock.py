@@ -112,13 +112,13 @@ def time_round(devices: Devices, clients: tuple[int, ...], bytes_down: np.ndarra
     else:  # the deadline closes it
         kept, close, late = set(in_time), float(deadline_s), "dropped"  # type: ignore[arg-type]
     status = tuple("kept" if i in kept else late for i in range(n))
-    wasted = [i for i in range(n) if i not in kept]
-    done = _fractions(parts[wasted], close) if wasted else np.zeros((0, 3))
-    return RoundTiming(
-        clients, parts, status, close,
-        int(round(float(np.dot(done[:, 0], np.asarray(bytes_down, dtype=np.float64)[wasted])))) if wasted else 0,
-        int(round(float(np.dot(done[:, 2], np.asarray(bytes_up, dtype=np.float64)[wasted])))) if wasted else 0,
-        int(round(float(np.dot(done[:, 1], np.asarray(flops, dtype=np.float64)[wasted])))) if wasted else 0)
+    late_idx = np.array([i for i in range(n) if i not in kept], dtype=np.int64)
+    done = _fractions(parts[late_idx], close)  # (late, 3): download, compute, upload done at close
+
+    def spent(j: int, amount: np.ndarray) -> int:
+        return int(round(float(np.dot(done[:, j], np.asarray(amount, dtype=np.float64)[late_idx]))))
+
+    return RoundTiming(clients, parts, status, close, spent(0, bytes_down), spent(2, bytes_up), spent(1, flops))
 
 
 def _fractions(parts: np.ndarray, close: float) -> np.ndarray:
