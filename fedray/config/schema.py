@@ -193,6 +193,9 @@ class TrainConfig:
     participation: float = 1.0  # fraction of clients sampled per round
     seed: int = 42
     eval_every: int = 1  # evaluate every N rounds (and always after the last)
+    # Metric values to reach, e.g. {"eval/i2t_r10": 0.15}: the summary reports the round and the simulated
+    # time (with a fleet) at which each was first reached (loss metrics: at or below, others: at or above).
+    target: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, "method", f"unknown method {self.method!r}; expected one of {METHODS}")
@@ -215,6 +218,10 @@ class TrainConfig:
         _check(self.batch_size > 1, "batch_size", "must be at least 2 (in-batch negatives)")
         _check(0.0 < self.participation <= 1.0, "participation", f"must be in (0, 1], got {self.participation}")
         _check(self.eval_every > 0, "eval_every", "must be positive")
+        for metric, value in self.target.items():
+            _check("/" in metric and metric.split("/", 1)[0] == "eval", f"target.{metric}",
+                   "targets name an evaluation metric key such as 'eval/i2t_r10'")
+            _check(math.isfinite(value), f"target.{metric}", f"must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,76 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class DeviceClassConfig:
+    """One kind of client device: what it can hold, compute and transfer (see ``fedray/devices``)."""
+
+    share: float | None = None  # fraction of the clients with this device (classes only; shares sum to 1)
+    memory_mib: float | None = None  # training-memory budget, compared with the ledger's per-stage peak (MiB)
+    gflops: float | None = None  # effective training throughput, GFLOP/s (FLOPs as the ledger counts them)
+    downlink_mbps: float | None = None  # server -> client, Mbit/s
+    uplink_mbps: float | None = None  # client -> server, Mbit/s
+    availability: float = 1.0  # probability that the device is online in a round
+    latency_s: float = 0.0  # fixed per-round overhead (connection set-up, round trips), seconds
+
+    def __post_init__(self) -> None:
+        for name in ("memory_mib", "gflops", "downlink_mbps", "uplink_mbps"):
+            value = getattr(self, name)
+            _check(value is not None, name, "required")
+            _check(math.isfinite(value) and value > 0, name, f"must be a positive finite number, got {value}")
+        _check(self.share is None or (math.isfinite(self.share) and 0 < self.share <= 1), "share",
+               f"must be in (0, 1], got {self.share}")
+        _check(0.0 <= self.availability <= 1.0, "availability", f"must be in [0, 1], got {self.availability}")
+        _check(math.isfinite(self.latency_s) and self.latency_s >= 0, "latency_s", f"must be >= 0, got {self.latency_s}")
+
+
+FLEET_POLICIES = ("skip", "strict")
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Simulated client devices and the simulated clock. Unset (no preset, classes or trace) = every client is
+    an identical, unlimited machine and there is no clock: today's behaviour."""
+
+    preset: str | None = None  # a packaged fleet (fedray/devices/presets/<name>.yaml)
+    classes: dict[str, DeviceClassConfig] = field(default_factory=dict)  # device classes by name, with shares
+    trace: str | None = None  # CSV or Parquet, local or s3://, one row per client (row i = client i)
+    policy: str = "skip"  # a client that cannot hold a stage: skip = never sampled for it; strict = the run fails
+    deadline_s: float | None = None  # simulated seconds; clients not done by then are dropped from the round
+    over_selection: float = 0.0  # sample ceil(k * (1 + x)) clients, keep the first k to finish (production: ~0.3)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.preset or self.classes or self.trace)
+
+    def __post_init__(self) -> None:
+        given = [k for k, v in (("preset", self.preset), ("classes", self.classes), ("trace", self.trace)) if v]
+        _check(len(given) <= 1, given[-1] if given else "preset",
+               f"give one of fleet.preset, fleet.classes or fleet.trace, not {' and '.join(given)}")
+        _check(self.policy in FLEET_POLICIES, "policy", f"unknown policy {self.policy!r}; expected one of {FLEET_POLICIES}")
+        _check(self.deadline_s is None or (math.isfinite(self.deadline_s) and self.deadline_s > 0), "deadline_s",
+               f"must be a positive number of simulated seconds, got {self.deadline_s}")
+        _check(math.isfinite(self.over_selection) and self.over_selection >= 0, "over_selection",
+               f"must be >= 0 (0.3 = sample 30% more clients than needed), got {self.over_selection}")
+        if not given:
+            for name, default in (("policy", "skip"), ("deadline_s", None), ("over_selection", 0.0)):
+                _check(getattr(self, name) == default, name,
+                       "is set but no fleet is defined; give fleet.preset, fleet.classes or fleet.trace")
+        if self.preset is not None:
+            from fedray.devices.catalog import fleet_preset_names  # lazy: the catalog imports this module
+
+            names = fleet_preset_names()
+            _check(self.preset in names, "preset", f"unknown fleet preset {self.preset!r}; available: {', '.join(names)}")
+        if self.trace is not None:
+            _check(self.trace.lower().endswith((".csv", ".parquet", ".pq")), "trace",
+                   f"{self.trace!r}: expected a .csv or .parquet file")
+        for name, device in self.classes.items():
+            _check(device.share is not None, f"classes.{name}.share", "required: the fraction of clients with this device")
+        if self.classes:
+            total = sum(d.share or 0.0 for d in self.classes.values())
+            _check(abs(total - 1.0) <= 1e-6, "classes", f"shares must sum to 1, got {total:.6g}")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: what to train, on which data, how, and where."""
 
@@ -271,6 +348,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # simulated devices and clock; unset = none
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")

@@ -86,6 +86,17 @@ CASES = [
      "train.seed (checkpoint 42, now 7)"),
     ("resume with --out", ["run", "--resume", "{root}/interrupted", "--out", "{root}/x"],
      "--resume continues in RUN_DIR itself; do not combine it with --out"),
+    ("fleet shares do not sum to 1", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 0.5}, b: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 0.4}}"],
+     "config key 'fleet.classes': shares must sum to 1, got 0.9"),
+    ("fleet bandwidth not positive", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 0, "
+                                      "uplink_mbps: 1, share: 1.0}}"],
+     "config key 'fleet.classes.a.downlink_mbps': must be a positive finite number, got 0"),
+    ("fleet availability out of range", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 1.0, availability: 1.5}}"],
+     "config key 'fleet.classes.a.availability': must be in [0, 1], got 1.5"),
+    ("unknown fleet preset", [*TINY, "--set", "fleet.preset=nope"],
+     "config key 'fleet.preset': unknown fleet preset 'nope'; available:"),
+    ("unknown fleet key", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 1.0, ram: 4}}"],
+     "config key 'fleet.classes.a.ram': unknown key"),
 ]
 
 
