@@ -24,6 +24,7 @@ ARCHS = ("vit", "bert", "distilbert", "ast")
 METHODS = ("fedmml", "lw", "prog")
 ALLOCATIONS = ("uniform", "skewed")
 FUSIONS = ("concat", "add", "attention", "co_attention")
+SEED_LIMIT = 2**63  # seeds are offset (seed + 1000 * tower) and must still fit torch.manual_seed's uint64
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ class ModelConfig:
                f"unknown task {self.task!r}; expected 'contrastive' or 'classification'")
         _check(self.fusion in FUSIONS, "fusion", f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
         _check(self.pred_hidden_size > 0, "pred_hidden_size", "must be positive")
-        _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
+        _check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
+               f"must be a finite positive number, got {self.temperature}")  # inf: logits all 0, nothing learnt
         for name, tower in self.towers.items():
             _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")
             expected = {"image": ("vit",), "text": ("bert", "distilbert"), "audio": ("ast", "vit")}[name]
@@ -184,6 +186,8 @@ class TrainConfig:
         _check(self.batch_size > 1, "batch_size", "must be at least 2 (in-batch negatives)")
         _check(0.0 < self.participation <= 1.0, "participation", f"must be in (0, 1], got {self.participation}")
         _check(self.eval_every > 0, "eval_every", "must be positive")
+        _check(isinstance(self.seed, int) and 0 <= self.seed < SEED_LIMIT, "seed",
+               f"must be an integer in [0, 2**63), got {self.seed}")  # torch.manual_seed(seed + offset) must fit
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,8 @@ class RuntimeConfig:
                "fractions above 1 GPU must be whole numbers")
         _check(self.num_cpus is None or self.num_cpus > 0, "num_cpus", "must be positive")
         _check(self.torch_threads is None or self.torch_threads > 0, "torch_threads", "must be positive")
-        _check(self.round_timeout > 0, "round_timeout", "must be positive")
+        _check(math.isfinite(self.round_timeout) and self.round_timeout > 0, "round_timeout",
+               f"must be a finite number of seconds > 0, got {self.round_timeout}")  # waits are always bounded
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no checkpoints)")
         _check(0.0 < self.min_completion <= 1.0, "min_completion", f"must be in (0, 1], got {self.min_completion}")
         _check(self.client_restarts >= 0, "client_restarts", "must be >= 0")
