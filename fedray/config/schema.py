@@ -24,7 +24,6 @@ ARCHS = ("vit", "bert", "distilbert", "ast")
 METHODS = ("fedmml", "lw", "prog")
 ALLOCATIONS = ("uniform", "skewed")
 FUSIONS = ("concat", "add", "attention", "co_attention")
-SEED_LIMIT = 2**63  # seeds are offset (seed + 1000 * tower) and must still fit torch.manual_seed's uint64
 
 
 @dataclass(frozen=True)
@@ -186,8 +185,9 @@ class TrainConfig:
         _check(self.batch_size > 1, "batch_size", "must be at least 2 (in-batch negatives)")
         _check(0.0 < self.participation <= 1.0, "participation", f"must be in (0, 1], got {self.participation}")
         _check(self.eval_every > 0, "eval_every", "must be positive")
-        _check(isinstance(self.seed, int) and 0 <= self.seed < SEED_LIMIT, "seed",
-               f"must be an integer in [0, 2**63), got {self.seed}")  # torch.manual_seed(seed + offset) must fit
+        # seeds are offset (seed + 1000 * tower, ...) and must still fit torch.manual_seed's uint64
+        _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed",
+               f"must be an integer in [0, 2**63), got {self.seed}")
 
 
 @dataclass(frozen=True)
