@@ -175,6 +175,9 @@ class TrainConfig:
             _check(all(r >= 0 for r in self.rounds), "rounds", "entries must be >= 0")
             _check(sum(self.rounds) > 0, "rounds", "at least one stage needs rounds")
         _check(self.total_rounds > 0, "total_rounds", "must be positive")
+        # seeds are offset (seed + 1000 * tower, ...) and must still fit torch.manual_seed's uint64
+        _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed",
+               f"must be an integer in [0, 2**63), got {self.seed}")
         for group, value in self.lr.items():
             values = value if isinstance(value, list) else [value]
             _check(all(v >= 0 and math.isfinite(v) for v in values), f"lr.{group}", f"rates must be finite and >= 0, got {value}")
@@ -185,9 +188,6 @@ class TrainConfig:
         _check(self.batch_size > 1, "batch_size", "must be at least 2 (in-batch negatives)")
         _check(0.0 < self.participation <= 1.0, "participation", f"must be in (0, 1], got {self.participation}")
         _check(self.eval_every > 0, "eval_every", "must be positive")
-        # seeds are offset (seed + 1000 * tower, ...) and must still fit torch.manual_seed's uint64
-        _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed",
-               f"must be an integer in [0, 2**63), got {self.seed}")
 
 
 @dataclass(frozen=True)
