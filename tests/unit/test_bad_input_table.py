@@ -169,6 +169,10 @@ CASES = [
      "train.seed (checkpoint 42, now 7)"),
     ("resume with --out", ["run", "--resume", "{root}/interrupted", "--out", "{root}/x"],
      "--resume continues in RUN_DIR itself; do not combine it with --out"),
+]
+
+# Issue 13: config files and values, and data defects found by the driver before any actor starts.
+CASES += [
     # config files and values (issue 13)
     ("config file empty", ["run", "{root}/empty.yaml"], "config file {root}/empty.yaml: is empty"),
     ("config key given twice", ["run", "{root}/dup.yaml"],
