@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import ray.cloudpickle
 from PIL import Image
 
 from fedray.backend.errors import reraise_user_error, user_error
@@ -19,6 +21,9 @@ from fedray.data import DataError, open_dataset
 from fedray.data.convert import write_dataset
 from fedray.data.dataset import load_client_shards
 from fedray.training.finite import NonFiniteError
+
+# The stand-in actors below are shipped by value: Ray's workers cannot import a test module.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _png(value: int) -> bytes:

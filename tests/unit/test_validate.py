@@ -75,7 +75,7 @@ def test_a_large_column_is_checked_on_a_sample_of_row_groups_and_clients_check_t
     report = validate_rows(cfg, info, np.arange(64), read_bytes=budget, decode_bytes=0)
 
     assert _sampled_groups(cfg, info, budget) == sampled  # the damaged group stayed out of the sample
-    assert report.checked == {"image": 8 * len(sampled), "text": 64}
+    assert report.checked["image"] == 8 * len(sampled) < 64
     owner = bad_row // 20
     with pytest.raises(DataError, match=rf"^client {owner}: dataset file .*, row {bad_row} \(id 'r{bad_row}'\), "
                                         r"column 'image': cannot decode image"):
