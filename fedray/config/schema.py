@@ -118,7 +118,8 @@ class ModelConfig:
                f"unknown task {self.task!r}; expected 'contrastive' or 'classification'")
         _check(self.fusion in FUSIONS, "fusion", f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
         _check(self.pred_hidden_size > 0, "pred_hidden_size", "must be positive")
-        _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
+        _check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
+               f"must be a finite positive number, got {self.temperature}")  # inf: logits all 0, nothing learnt
         for name, tower in self.towers.items():
             _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")
             expected = tuple(a for a, f in FAMILIES.items() if name in f.modalities)
@@ -208,6 +209,9 @@ class TrainConfig:
             _check(all(r >= 0 for r in self.rounds), "rounds", "entries must be >= 0")
             _check(sum(self.rounds) > 0, "rounds", "at least one stage needs rounds")
         _check(self.total_rounds > 0, "total_rounds", "must be positive")
+        # seeds are offset (seed + 1000 * tower, ...) and must still fit torch.manual_seed's uint64
+        _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed",
+               f"must be an integer in [0, 2**63), got {self.seed}")
         for group, value in self.lr.items():
             values = value if isinstance(value, list) else [value]
             _check(all(v >= 0 and math.isfinite(v) for v in values), f"lr.{group}", f"rates must be finite and >= 0, got {value}")
@@ -255,7 +259,8 @@ class RuntimeConfig:
                "fractions above 1 GPU must be whole numbers")
         _check(self.num_cpus is None or self.num_cpus > 0, "num_cpus", "must be positive")
         _check(self.torch_threads is None or self.torch_threads > 0, "torch_threads", "must be positive")
-        _check(self.round_timeout > 0, "round_timeout", "must be positive")
+        _check(math.isfinite(self.round_timeout) and self.round_timeout > 0, "round_timeout",
+               f"must be a finite number of seconds > 0, got {self.round_timeout}")  # waits are always bounded
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no checkpoints)")
         _check(0.0 < self.min_completion <= 1.0, "min_completion", f"must be in (0, 1], got {self.min_completion}")
         _check(self.client_restarts >= 0, "client_restarts", "must be >= 0")
