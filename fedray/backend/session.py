@@ -8,10 +8,12 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import ray
 
 from fedray.config import RuntimeConfig
+from fedray.interrupt import kept_sigterm
 
 log = logging.getLogger("fedray")
 
@@ -36,14 +38,46 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         yield  # joined a cluster someone else runs: never shut it down
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # dashboard_host: never listen beyond this machine unless the user starts Ray themselves.
-    ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard,
-             dashboard_host="127.0.0.1", log_to_driver=True,
-             _node_ip_address="127.0.0.1")  # a private instance talks only over loopback
+    # Ray 2.60 starts a new local cluster with token authentication and warns about it on every start
+    # unless RAY_AUTH_MODE is set: set it to that same mode (never weaker), for this session only.
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = auth or "token"
     try:
+        with kept_sigterm():
+            # dashboard_host: never listen beyond this machine unless the user starts Ray themselves.
+            context = ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard,
+                               dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",  # loopback only
+                               **quiet())
+        announce(context.dashboard_url if runtime.dashboard else None)
         yield
     finally:
         ray.shutdown()
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def verbose() -> bool:
+    """``fedray -v``: show Ray's INFO lines and the actors' output (``FEDRAY_VERBOSE=1``)."""
+    return os.environ.get("FEDRAY_VERBOSE", "0") == "1"
+
+
+def quiet() -> dict[str, Any]:
+    """``ray.init`` arguments: by default Ray's INFO lines and the actors' stdout/stderr (torch and Ray
+    chatter, teardown dumps) stay in the session's log files; fedray's own lines and warnings still print."""
+    loud = verbose()
+    return {"log_to_driver": loud, "logging_level": logging.INFO if loud else logging.WARNING}
+
+
+def announce(dashboard_url: str | None) -> None:
+    """Where to watch a private local Ray: its dashboard (token-protected) and the Prometheus metrics."""
+    node = ray._private.worker._global_node  # the node this driver started; Ray has no public accessor
+    port = getattr(node, "metrics_export_port", None)
+    if dashboard_url:
+        token = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+        log.info("Ray dashboard: http://%s (token authentication: its API wants the header "
+                 "'Authorization: Bearer <the token in %s>')", dashboard_url, token)
+    if port:
+        log.info("metrics (Prometheus text): http://127.0.0.1:%s/metrics", port)
 
 
 def target_address(runtime: RuntimeConfig, address: str | None) -> tuple[str | None, str]:
@@ -65,7 +99,8 @@ def join(target: str, source: str) -> None:
     if target != "auto":
         _probe(target, where)
     try:
-        ray.init(address=target, log_to_driver=True)
+        with kept_sigterm():
+            ray.init(address=target, **quiet())
     except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as err:
         if _is_auth_failure(err):
             raise ClusterError(
