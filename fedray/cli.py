@@ -222,7 +222,8 @@ def configure_output(verbose: bool) -> None:
 
     ``FEDRAY_VERBOSE`` carries the choice to where fedray starts Ray (``fedray.backend.session``).
     """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)  # other libraries' INFO lines (matplotlib's font cache, ...) only with -v
     if verbose:
         os.environ["FEDRAY_VERBOSE"] = "1"
 
@@ -231,14 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()  # progress lines count seconds from here: the command's start
     args = build_parser().parse_args(argv)
     configure_output(args.verbose)
-    if args.command in ("tune", "report"):
-        from fedray.tune.cli import main as tune_main  # Ray Tune only for these commands
-
-        with sigterm_raises():
-            return tune_main(args)
     from fedray.progress import Progress
 
     display = Progress(start=started)
+    if args.command in ("tune", "report"):
+        from fedray.tune.cli import main as tune_main  # Ray Tune only for these commands
+
+        with sigterm_raises(), display:
+            return tune_main(args, display)
     try:
         with sigterm_raises(), display:
             if args.command == "data":

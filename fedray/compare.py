@@ -41,7 +41,8 @@ LEGEND = (
     "GFLOPs: training FLOPs of all clients, whole run.",
     "train mem MiB (modelled): the largest training memory of one client in one step, from fedray's memory model "
     "(parameters, gradients, AdamW state, saved activations); not process memory.",
-    "×: FedMML's figure ÷ the method's (1.7 = 1.7 times less than FedMML). wall s: the run's seconds on this machine.",
+    "×: FedMML's figure ÷ the method's (1.7 = 1.7 times less than FedMML). "
+    "wall s: the run's seconds on this machine.",
 )
 CLASSIFICATION_LEGEND = ("accuracy: share of held-out samples classified right; macro-F1: F1 averaged over classes.",)
 

@@ -62,16 +62,19 @@ class Progress:
         self.tty = _isatty(self.stream) if tty is None else tty
         self.clock = clock
         self.start = clock() if start is None else start  # the command's start: lines count from here
-        self.label, self.total, self.unit = "", 0, "round"
+        self.label, self.total, self.unit, self.parallel = "", 0, "round", 1
         self._bar: Any = None
         self._first: int | None = None  # rounds already done when this run's first record came (resume)
         self._seconds: list[float] = []  # wall seconds per round of this run, for the ETA
 
-    def begin(self, label: str, total: int, index: int = 1, count: int = 1, unit: str = "round") -> None:
-        """A new run (or measurement) of ``total`` steps; ``index``/``count`` say which of how many."""
+    def begin(self, label: str, total: int, index: int = 1, count: int = 1, unit: str = "round",
+              parallel: int = 1) -> None:
+        """A new run (or measurement) of ``total`` steps; ``index``/``count`` say which of how many;
+        ``parallel`` steps run at once (a sweep's concurrent trials), which divides the time left."""
         self.close()
         self.label = f"{label} {index}/{count}" if count > 1 else label
         self.total, self.unit, self._first, self._seconds = total, unit, None, []
+        self.parallel = max(1, parallel)
         self._last = self.clock()
         if self.tty:
             from tqdm import tqdm  # only on a terminal
@@ -116,11 +119,19 @@ class Progress:
         self._bar.set_postfix_str(text + left, refresh=False)
         self._bar.update(done - self._bar.n)
 
+    def status(self, text: str) -> None:
+        """What is happening now, without a step done: the bar's postfix, or a line of its own."""
+        if self._bar is None:
+            print(f"[{self.label}] {text} | {self.clock() - self.start:.1f}s", file=self.stream, flush=True)
+        else:
+            self._bar.set_postfix_str(text)
+
     def eta(self, done: int) -> float | None:
         """Seconds left: the mean time of this run's rounds so far times the rounds left (None when unknown)."""
         if not self.total or not self._seconds or done >= self.total:
             return None
-        return sum(self._seconds) / len(self._seconds) * (self.total - done)
+        left = self.total - done
+        return sum(self._seconds) / len(self._seconds) * left / min(self.parallel, left)
 
     def note(self, text: str) -> None:
         """A line of its own (a warning, a result), printed above the bar when there is one."""

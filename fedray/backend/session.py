@@ -38,12 +38,8 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         yield  # joined a cluster someone else runs: never shut it down
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray 2.60 starts a new local cluster with token authentication and warns about it on every start
-    # unless RAY_AUTH_MODE is set: set it to that same mode (never weaker), for this session only.
-    auth = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = auth or "token"
     try:
-        with kept_sigterm():
+        with kept_sigterm(), _auth_notice_hidden():
             # dashboard_host: never listen beyond this machine unless the user starts Ray themselves.
             context = ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard,
                                dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",  # loopback only
@@ -52,8 +48,22 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         yield
     finally:
         ray.shutdown()
-        if auth is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
+
+
+@contextmanager
+def _auth_notice_hidden() -> Iterator[None]:
+    """Ray 2.60 starts a new local cluster with token authentication (what fedray wants: keep it) and logs
+    "Token authentication is enabled for this Ray cluster" on every start: that notice is hidden unless -v.
+    Setting RAY_AUTH_MODE=token instead would also silence it, but after ``import ray`` the driver's cached
+    config no longer sees the variable and the driver's own connection is refused."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    if not verbose():
+        notice.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        notice.setLevel(level)
 
 
 def verbose() -> bool:
