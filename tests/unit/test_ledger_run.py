@@ -77,5 +77,5 @@ def test_compare_rows_show_resources_and_ratios_to_fedmml():
 
     rows = comparison_rows({"fedmml": result(4e6, 8e9, 2**22), "lw": result(2e6, 2e9, 2**21)})
     lw = rows[1]
-    assert (lw["comm_mb"], lw["gflops"], lw["peak_mem_mb"]) == (2.0, 2.0, 2.0)
+    assert (lw["comm_mb"], lw["gflops"], lw["train_mem_mib"]) == (2.0, 2.0, 2.0)
     assert (lw["comm_vs_fedmml"], lw["flops_vs_fedmml"], lw["mem_vs_fedmml"]) == (2.0, 4.0, 2.0)
