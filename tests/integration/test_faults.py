@@ -49,22 +49,24 @@ def test_killed_client_actor_is_restarted_and_the_run_finishes(ray_local, tiny, 
         assert np.array_equal(value, result.state[name]), name
 
 
-class Gate:
+def gate(ray):
     """A signal the test controls: ``wait()`` resolves once ``open()`` was called. A host actor task that
     takes ``gate.wait.remote()`` as its argument holds every later task of that actor (actor tasks from one
     caller run in submission order), so the host is a straggler exactly until the test says otherwise."""
+    import asyncio
 
-    def __init__(self) -> None:
-        import asyncio
+    class Gate:  # defined here, so Ray ships it by value (workers cannot import a test module)
+        def __init__(self) -> None:
+            self.event = asyncio.Event()
 
-        self.event = asyncio.Event()
+        async def wait(self) -> dict:
+            await self.event.wait()
+            return {}  # an empty state: the blocked sync_prefix then changes nothing
 
-    async def wait(self) -> dict:
-        await self.event.wait()
-        return {}  # an empty state: the blocked sync_prefix then changes nothing
+        async def open(self) -> None:
+            self.event.set()
 
-    async def open(self) -> None:
-        self.event.set()
+    return ray.remote(num_cpus=0)(Gate).remote()
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +102,8 @@ def test_straggler_is_dropped_when_min_completion_allows(ray_local, fleet):
     # The deadline is a generous multiple of that: host 0 always makes it, however loaded the machine.
     deadline = max(10.0, 10 * (time.monotonic() - start))
     fleet.take_faults()
-    gate = ray_local.remote(num_cpus=0)(Gate).remote()
-    fleet.actors[1].sync_prefix.remote(gate.wait.remote())  # host 1 is stuck until the gate opens
+    signal = gate(ray_local)
+    fleet.actors[1].sync_prefix.remote(signal.wait.remote())  # host 1 is stuck until the gate opens
     fleet.timeout, fleet.min_completion = deadline, 0.5
     try:
         results = fleet.run_round(tasks, payload, None, set())
@@ -114,7 +116,7 @@ def test_straggler_is_dropped_when_min_completion_allows(ray_local, fleet):
                                                rf"runtime.round_timeout={deadline:g}s"):
             fleet.run_round(tasks, payload, None, set())
     finally:
-        ray_local.get(gate.open.remote())  # host 1 catches up on its queued rounds
+        ray_local.get(signal.open.remote())  # host 1 catches up on its queued rounds
 
 
 def test_a_client_that_stays_dead_is_dropped_or_stops_the_round(ray_local, fleet):
