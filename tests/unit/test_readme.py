@@ -42,3 +42,20 @@ def test_the_printed_comparison_has_the_readme_headers_and_its_legend():
     for line in LEGEND:  # one legend: the same words under the printed table and under the README's
         assert line in printed and line in readme
     assert "train mem MiB (modelled)" in _readme_table_header() and "peak MB" not in readme
+
+
+def test_the_running_examples_load(tmp_path, monkeypatch):
+    """Every `fedray run` / `compare` line of the README's Running section parses and its config loads
+    (with my_experiment.yaml as the README shows it); no compute."""
+    from fedray.cli import _config, build_parser
+
+    section = (ROOT / "README.md").read_text().split("\n## Running\n", 1)[1].split("\n## ", 1)[0]
+    commands, experiment = re.findall(r"```(?:bash|yaml)\n(.+?)\n```", section, flags=re.S)[:2]
+    (tmp_path / "my_experiment.yaml").write_text(experiment + "\n")
+    monkeypatch.chdir(tmp_path)
+    lines = [line.split("#")[0].split()[1:] for line in commands.splitlines() if line.startswith("fedray ")]
+
+    configs = [_config(build_parser().parse_args(argv)) for argv in lines]
+
+    assert len(configs) == 4
+    assert configs[2].train.method == "prog" and configs[2].train.rounds == [2, 4] and configs[2].data.num_clients == 4
