@@ -62,10 +62,10 @@ class Progress:
         self.tty = _isatty(self.stream) if tty is None else tty
         self.clock = clock
         self.start = clock() if start is None else start  # the command's start: lines count from here
-        self.label, self.total, self.unit, self.parallel = "", 0, "round", 1
+        self.label, self.total, self.parallel = "", 0, 1
         self._bar: Any = None
-        self._first: int | None = None  # rounds already done when this run's first record came (resume)
-        self._seconds: list[float] = []  # wall seconds per round of this run, for the ETA
+        self._seconds: list[float] = []  # wall seconds per step of this run (a resumed run: since it resumed)
+        self._last = self.start
 
     def begin(self, label: str, total: int, index: int = 1, count: int = 1, unit: str = "round",
               parallel: int = 1) -> None:
@@ -73,8 +73,7 @@ class Progress:
         ``parallel`` steps run at once (a sweep's concurrent trials), which divides the time left."""
         self.close()
         self.label = f"{label} {index}/{count}" if count > 1 else label
-        self.total, self.unit, self._first, self._seconds = total, unit, None, []
-        self.parallel = max(1, parallel)
+        self.total, self.parallel, self._seconds = total, max(1, parallel), []
         self._last = self.clock()
         if self.tty:
             from tqdm import tqdm  # only on a terminal
@@ -86,8 +85,6 @@ class Progress:
         """One finished round (a ``metrics.jsonl`` record)."""
         now = self.clock()
         done = int(r["round"])
-        if self._first is None:
-            self._first = done - 1
         # The first round's wall time includes start-up (Ray, actors, data): use its own training time.
         seconds = r.get("time/round_s") if not self._seconds else None
         self._seconds.append(float(seconds) if isinstance(seconds, (int, float)) else now - self._last)
@@ -108,8 +105,6 @@ class Progress:
         now = self.clock()
         self._seconds.append(now - self._last)
         self._last = now
-        if self._first is None:
-            self._first = done - 1
         eta = self.eta(done)
         left = f" | ETA {duration(eta)}" if eta is not None else ""
         if self._bar is None:
