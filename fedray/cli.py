@@ -12,11 +12,14 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedray import __version__
 from fedray.config import ConfigError, ExperimentConfig, load_config, preset_names
 from fedray.interrupt import Interrupted, sigterm_raises
+
+if TYPE_CHECKING:
+    from fedray.progress import Progress
 
 log = logging.getLogger("fedray")
 
@@ -136,22 +139,31 @@ def _total_rounds(cfg: ExperimentConfig) -> int:
     return sum(stage.rounds for stage in build_schedule(cfg))
 
 
+def _saved_config(run_dir: str) -> ExperimentConfig | None:
+    """The run's own config.yaml, for the progress display only (resume_experiment checks the real thing)."""
+    try:
+        return load_config(os.path.join(run_dir, "config.yaml"))
+    except ConfigError:
+        return None
+
+
 def _summary_lines(result: Any) -> str:
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.summary["metrics"].items() if v is not None)
     return f"run directory: {result.run_dir}\n{metrics}"
 
 
-def _run(args: argparse.Namespace, display: Any) -> None:
+def _run(args: argparse.Namespace, display: Progress) -> None:
     from fedray.rundir import check_out
 
     watch = {"progress": lambda _: None, "on_record": display.record}
     if args.resume:
         if args.out:
             raise ConfigError("--resume continues in RUN_DIR itself; do not combine it with --out")
+        if args.dry_run:
+            raise ConfigError("--dry-run plans a new run; it does not combine with --resume")
         given = args.config or args.preset or args.overrides
         cfg = _config(args) if given else None
-        saved = os.path.join(args.resume, "config.yaml")
-        shown = cfg or (load_config(saved) if os.path.isfile(saved) else None)
+        shown = cfg or _saved_config(args.resume)
         if shown is not None:
             display.begin(shown.train.method, _total_rounds(shown))
         from fedray.api import resume_experiment
@@ -174,7 +186,7 @@ def _run(args: argparse.Namespace, display: Any) -> None:
     print(_summary_lines(result))
 
 
-def _compare(args: argparse.Namespace, display: Any) -> None:
+def _compare(args: argparse.Namespace, display: Progress) -> None:
     cfg = _config(args)
     if args.out:
         from fedray.rundir import check_out
@@ -187,7 +199,7 @@ def _compare(args: argparse.Namespace, display: Any) -> None:
     print(f"comparison written to {root}/comparison.md")
 
 
-def _resources(args: argparse.Namespace, display: Any) -> None:
+def _resources(args: argparse.Namespace, display: Progress) -> None:
     import json
 
     cfg = _config(args)

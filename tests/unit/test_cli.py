@@ -65,6 +65,7 @@ def test_version(capsys):
     (["run", "--preset", "tiny", "--set", "train.method", "lw"],
      "--set train.method lw: expected KEY=VALUE; did you mean --set train.method=lw?"),
     (["run", "--set", "train.method"], "override 'train.method': expected KEY=VALUE, e.g. train.method=lw"),
+    (["run", "--resume", "runs/x", "--dry-run"], "--dry-run plans a new run; it does not combine with --resume"),
 ])
 def test_common_slips_get_a_hint(capsys, argv, message):
     assert main(argv) == 2
