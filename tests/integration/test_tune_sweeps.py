@@ -42,10 +42,17 @@ def _check_pngs(sweep: Path, expected: set[str]) -> None:
             assert img.format == "PNG"
 
 
-def test_smoke_sweep_runs_two_trials_at_once(ray_local, tmp_path):
+def test_smoke_sweep_runs_two_trials_at_once(ray_local, tmp_path, capsys):
     sweep = tmp_path / "smoke"
 
     assert main(["tune", SMOKE, "--out", str(sweep)]) == 0
+
+    printed = capsys.readouterr()
+    lines = (printed.out + printed.err).splitlines()
+    # A handful of lines (it was 436): each trial's rounds against its total, each finished trial, where it went.
+    assert sum(" round 2/2 | eval/i2t_r1 " in line for line in lines) == 2, lines
+    assert sum(line.startswith("[smoke] ") and " trial " in line and " finished | " in line for line in lines) == 2
+    assert len(lines) <= 10 and "Configuration for experiment" not in printed.out, lines
 
     rows = _rows(sweep)
     assert sorted(r["train.method"] for r in rows) == ["lw", "prog"]
