@@ -26,6 +26,11 @@ class SweepProgress(tune.Callback):
         self._rounds: dict[str, int] = {}
         display.begin(spec.name, trials, unit="trial", parallel=concurrency)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment state: the terminal stays behind (a restored copy is
+        silent)."""
+        return self.__dict__ | {"display": None}
+
     def _label(self, trial: Any) -> str:
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted((trial.config or {}).items()))
         return f"trial {trial.trial_id}" + (f" ({shown})" if shown else "")
@@ -38,6 +43,8 @@ class SweepProgress(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
+        if self.display is None:
+            return
         value = result.get(self.spec.metric)
         shown = f"{self.spec.metric} {value:.3f}" if isinstance(value, float) and math.isfinite(value) else ""
         text = f"{self._label(trial)} round {result.get('round', '?')}/{self._total(trial)}" + (
@@ -46,6 +53,8 @@ class SweepProgress(tune.Callback):
 
     def _ended(self, trial: Any, how: str) -> None:
         self.finished += 1
+        if self.display is None:
+            return
         self.display.step(f"{self._label(trial)} {how}", self.finished)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
