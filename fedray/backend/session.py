@@ -45,7 +45,8 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
                                dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",  # loopback only
                                **quiet())
         announce(context.dashboard_url if runtime.dashboard else None)
-        yield
+        with raylet_banners_hidden():
+            yield
     finally:
         ray.shutdown()
 
@@ -76,6 +77,28 @@ def quiet() -> dict[str, Any]:
     chatter, teardown dumps) stay in the session's log files; fedray's own lines and warnings still print."""
     loud = verbose()
     return {"log_to_driver": loud, "logging_level": logging.INFO if loud else logging.WARNING}
+
+
+@contextmanager
+def raylet_banners_hidden() -> Iterator[None]:
+    """Without -v, hide the raylet's error-channel banners ("(raylet) Task was killed due to the node running
+    low on memory ...", "(raylet) Raylet is terminated ..."): Ray's driver prints them whatever
+    ``log_to_driver`` says. fedray reports the same events itself (``faults: N lost`` on the round line)."""
+    if verbose():
+        yield
+        return
+    _show_raylet_banners(False)
+    try:
+        yield
+    finally:
+        _show_raylet_banners(True)
+
+
+def _show_raylet_banners(show: bool) -> None:
+    # The switch Ray itself uses to mute worker and raylet lines at a debugger breakpoint; with
+    # log_to_driver=False the raylet's error channel is all it still governs.
+    if hasattr(ray._private.worker, "_worker_logs_enabled"):
+        ray._private.worker._worker_logs_enabled = show
 
 
 def announce(dashboard_url: str | None) -> None:
@@ -111,6 +134,8 @@ def join(target: str, source: str) -> None:
     try:
         with kept_sigterm():
             ray.init(address=target, **quiet())
+        if not verbose():
+            _show_raylet_banners(False)  # stays so while connected: ray.shutdown() by whoever ends the job
     except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as err:
         if _is_auth_failure(err):
             raise ClusterError(
