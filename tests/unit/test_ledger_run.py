@@ -52,7 +52,14 @@ def test_lw_run_records_exact_bytes_flops_and_matches_the_estimate(tiny, tmp_pat
 
 def test_resources_cli_prints_json_with_ratios(capsys):
     assert main(["resources", "--preset", "tiny", "--json", "--set", "train.batch_size=16"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)
+    # Progress while it measures (a paper preset takes minutes): one line per stage, i of 5, on stderr.
+    progress = [line.split(" | ")[0] for line in printed.err.splitlines() if line.startswith("[resources] ")]
+    assert [p.split(": step")[0] for p in progress] == [
+        "[resources] 1/5 fedmml stage 1", "[resources] 2/5 lw stage 1", "[resources] 3/5 lw stage 2",
+        "[resources] 4/5 prog stage 1", "[resources] 5/5 prog stage 2"]
+    assert "MiB (modelled)" in progress[0]
     assert set(report["methods"]) == {"fedmml", "lw", "prog"}
     for totals in report["methods"].values():
         assert {"comm_bytes", "flops", "peak_memory_bytes"} <= set(totals)
