@@ -13,6 +13,7 @@ from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
 from fedray.data.assign import assign_clients
 from fedray.data.dataset import read_columns
 from fedray.data.features import audio_stats
+from fedray.data.validate import validate_rows
 from fedray.model import build_model
 from fedray.model.pretrained import checkpoint_inputs
 from fedray.packing import pack_clients, resolve_clients_per_actor
@@ -56,19 +57,20 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
             raise ConfigError(f"dataset {info.path}, column 'label': values must be in [0, {info.inputs.num_classes}) "
                               f"(one per label_names entry), found {labels.min()}..{labels.max()}")
     client_rows, partition = assign_clients(cfg, info)
-    if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
-        info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
     smallest = min(len(r) for r in client_rows)
     if smallest < cfg.train.batch_size:
         c = min(range(len(client_rows)), key=lambda i: len(client_rows[i]))
         raise ConfigError(f"config key 'train.batch_size': {cfg.train.batch_size} is larger than client {c}'s shard "
                           f"({smallest} rows); lower it or use fewer clients")
-    eval_rows, _ = split_rows(info, "test")
+    eval_rows, _ = split_rows(info, "test", None)
     if len(eval_rows) < 2:
         raise ConfigError(f"dataset {info.name}: needs at least 2 rows in split 'test' to evaluate")
     if cfg.data.eval_limit and len(eval_rows) > cfg.data.eval_limit:
         pick = np.random.default_rng(cfg.train.seed).choice(len(eval_rows), cfg.data.eval_limit, replace=False)
         eval_rows = eval_rows[np.sort(pick)]
+    validate_rows(cfg, info, np.concatenate([*client_rows, eval_rows]))  # every row read later, before any actor
+    if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
+        info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
     cpus = cfg.runtime.num_cpus or os.cpu_count() or 1  # a cluster's real size re-packs "auto" in the backend
     return repack(RunPlan(cfg, info, client_rows, eval_rows, (), partition), cpus)
 

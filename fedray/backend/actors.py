@@ -46,7 +46,7 @@ class ServerActor:
         from fedray.backend.metrics import RunMetrics
 
         self.every = plan.cfg.runtime.checkpoint_every
-        self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method)
+        self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method, run_id=namespace)
         self.fleet = RayFleet(plan, namespace, cpus, gpus, self.metrics)
         self.orchestrator = make_orchestrator(plan, self.fleet)
         model = self.orchestrator.model  # restarted client actors re-load frozen groups from here

@@ -8,12 +8,15 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import ray
 
-from fedray.config import RuntimeConfig
+from fedray.config import ConfigError, RuntimeConfig
+from fedray.interrupt import kept_sigterm
 
 log = logging.getLogger("fedray")
+GRPC_PROBE_S = 10.0  # an HTTP/2 handshake with a live GCS takes milliseconds; Ray's own connect retries for minutes
 
 
 class ClusterError(ConnectionError):
@@ -35,15 +38,105 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         join(target, source)
         yield  # joined a cluster someone else runs: never shut it down
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # dashboard_host: never listen beyond this machine unless the user starts Ray themselves.
-    ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard,
-             dashboard_host="127.0.0.1", log_to_driver=True,
-             _node_ip_address="127.0.0.1")  # a private instance talks only over loopback
+    try:
+        with kept_sigterm(), _auth_notice_hidden():
+            context = start_private(num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard, **quiet())
+        announce(context.dashboard_url if runtime.dashboard else None)
+        with raylet_banners_hidden():
+            yield
+    finally:
+        ray.shutdown()
+
+
+@contextmanager
+def _auth_notice_hidden() -> Iterator[None]:
+    """Ray 2.60 starts a new local cluster with token authentication (what fedray wants: keep it) and logs
+    "Token authentication is enabled for this Ray cluster" on every start: that notice is hidden unless -v.
+    Setting RAY_AUTH_MODE=token instead would also silence it, but after ``import ray`` the driver's cached
+    config no longer sees the variable and the driver's own connection is refused."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    if not verbose():
+        notice.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        ray.shutdown()
+        notice.setLevel(level)
+
+
+def verbose() -> bool:
+    """``fedray -v``: show Ray's INFO lines and the actors' output (``FEDRAY_VERBOSE=1``)."""
+    return os.environ.get("FEDRAY_VERBOSE", "0") == "1"
+
+
+def quiet() -> dict[str, Any]:
+    """``ray.init`` arguments: by default Ray's INFO lines and the actors' stdout/stderr (torch and Ray
+    chatter, teardown dumps) stay in the session's log files; fedray's own lines and warnings still print."""
+    loud = verbose()
+    return {"log_to_driver": loud, "logging_level": logging.INFO if loud else logging.WARNING}
+
+
+@contextmanager
+def raylet_banners_hidden() -> Iterator[None]:
+    """Without -v, hide the raylet's error-channel banners ("(raylet) Task was killed due to the node running
+    low on memory ...", "(raylet) Raylet is terminated ..."): Ray's driver prints them whatever
+    ``log_to_driver`` says. fedray reports the same events itself (``faults: N lost`` on the round line)."""
+    if verbose():
+        yield
+        return
+    _show_raylet_banners(False)
+    try:
+        yield
+    finally:
+        _show_raylet_banners(True)
+
+
+def _show_raylet_banners(show: bool) -> None:
+    # The switch Ray itself uses to mute worker and raylet lines at a debugger breakpoint; with
+    # log_to_driver=False the raylet's error channel is all it still governs.
+    if hasattr(ray._private.worker, "_worker_logs_enabled"):
+        ray._private.worker._worker_logs_enabled = show
+
+
+def announce(dashboard_url: str | None) -> None:
+    """Where to watch a private local Ray: its dashboard (token-protected) and the Prometheus metrics."""
+    node = ray._private.worker._global_node  # the node this driver started; Ray has no public accessor
+    port = getattr(node, "metrics_export_port", None)
+    if dashboard_url:
+        token = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+        log.info("Ray dashboard: http://%s (token authentication: its API wants the header "
+                 "'Authorization: Bearer <the token in %s>')", dashboard_url, token)
+    if port:
+        log.info("metrics (Prometheus text): http://127.0.0.1:%s/metrics", port)
+
+
+def start_private(**init_kwargs: Any) -> Any:
+    """``ray.init(address="local")`` with every Ray server of the new instance listening on 127.0.0.1 only.
+
+    Ray decides where its servers listen from the node IP: 127.0.0.1 makes the GCS, raylet, object manager,
+    core workers and agents bind to loopback, any other address to every interface. But
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone does not do it: Ray replaces a loopback node IP by the
+    host's routable address (``services.resolve_ip_for_localhost``) unless ``ray_constants.ENABLE_RAY_CLUSTER``
+    is false (the ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch, read once at import). fedray turns it off just
+    for this call: a private instance has one node, so it never needs a routable address.
+    tests/integration/test_loopback.py lists the listening sockets of every process started and fails on any
+    beyond loopback.
+    """
+    from ray._private import ray_constants
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        # dashboard_host: the dashboard, when asked for, is on loopback too.
+        context = ray.init(address="local", dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **init_kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != "127.0.0.1":  # a Ray release that changed the rule: say so rather than listen silently
+        log.warning("the private local Ray runs with node IP %s, not 127.0.0.1: its servers may listen beyond "
+                    "this machine (token authentication still guards them)", node_ip)
+    return context
 
 
 def target_address(runtime: RuntimeConfig, address: str | None) -> tuple[str | None, str]:
@@ -64,8 +157,13 @@ def join(target: str, source: str) -> None:
             f"`ray job submit --address {target} -- fedray run ...`, or give the cluster's GCS address HOST:6379")
     if target != "auto":
         _probe(target, where)
+        if not target.startswith("ray://"):
+            _probe_grpc(target, where)
     try:
-        ray.init(address=target, log_to_driver=True)
+        with kept_sigterm():
+            ray.init(address=target, **quiet())
+        if not verbose():
+            _show_raylet_banners(False)  # stays so while connected: ray.shutdown() by whoever ends the job
     except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as err:
         if _is_auth_failure(err):
             raise ClusterError(
@@ -87,6 +185,25 @@ def _probe(target: str, where: str, timeout: float = 3.0) -> None:
         raise ClusterError(
             f"{where}: Ray cluster unreachable ({err.strerror or err}). Start one with `ray start --head`, fix "
             "the address, or leave --address/RAY_ADDRESS unset to run on a private local Ray") from None
+
+
+def _probe_grpc(target: str, where: str, timeout: float = GRPC_PROBE_S) -> None:
+    """A Ray GCS speaks gRPC (HTTP/2): a port that accepts TCP but completes no HTTP/2 handshake is not a Ray
+    cluster, and ``ray.init`` would wait on it for minutes. Skipped with TLS (the probe is plaintext)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    import grpc  # installed with Ray
+
+    channel = grpc.insecure_channel(target.removeprefix("ray://"))
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise ClusterError(
+            f"{where}: something accepts connections there, but it is not a Ray cluster (no gRPC handshake within "
+            f"{timeout:g}s). Give the head node's GCS address (HOST:6379 by default, as printed by "
+            "`ray start --head`), or leave --address/RAY_ADDRESS unset to run on a private local Ray") from None
+    finally:
+        channel.close()
 
 
 def _is_auth_failure(err: BaseException) -> bool:
@@ -125,13 +242,15 @@ def client_resources(runtime: RuntimeConfig, num_hosts: int) -> tuple[float, flo
     if cpus is None:  # share what is left after the server, at most one CPU each
         cpus = math.floor(min(1.0, (total - runtime.server_cpus) / num_hosts) * 1e4) / 1e4  # never round up
         if cpus <= 0:
-            raise RuntimeError(f"runtime: the Ray cluster's {total:g} CPUs cannot hold {num_hosts} client actors "
-                               f"besides the server's {runtime.server_cpus:g}")
+            raise ConfigError(f"config key 'runtime.server_cpus': the Ray cluster's {total:g} CPUs cannot hold "
+                              f"{num_hosts} client actors besides the server's {runtime.server_cpus:g}")
     need = runtime.server_cpus + num_hosts * cpus
     if need > total + 1e-9 and not _autoscaling():
-        raise RuntimeError(
-            f"runtime: {num_hosts} client actors x {cpus} CPU + server {runtime.server_cpus} CPU = {need:g} CPUs, "
-            f"but the Ray cluster has {total:g}; lower runtime.client_cpus or leave it unset (auto)")
+        key = "runtime.client_cpus" if runtime.client_cpus is not None else "runtime.server_cpus"
+        raise ConfigError(
+            f"config key '{key}': {num_hosts} client actors x {cpus:g} CPU + server {runtime.server_cpus:g} CPU = "
+            f"{need:g} CPUs, but the Ray cluster has {total:g}; lower runtime.client_cpus (or leave it unset: auto) "
+            "and runtime.server_cpus")
     return cpus, gpus
 
 

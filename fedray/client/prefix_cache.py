@@ -10,10 +10,11 @@ prog train every present group, so nothing is frozen) and no augmentation. Dropo
 obstacle: frozen groups run in eval mode (no dropout, no RNG draws), so the RNG stream of the
 trainable part is the same with and without the cache.
 
-An entry holds, per tower, the hidden states [N, tokens, d] after ``start`` blocks and the
-text attention mask. It survives a stage change: the next stage extends it by running the
-newly frozen blocks once. It is dropped when a prefix sync changes a group it was computed
-with. Entries past ``budget_mb`` are not stored: those clients recompute the prefix per batch.
+An entry holds, per tower, the hidden states after ``start`` blocks ([N, tokens, d], or
+[N, C, H, W] for a CNN tower) and the text padding mask. It survives a stage change: the next
+stage extends it by running the newly frozen blocks once. It is dropped when a prefix sync
+changes a group it was computed with. Entries past ``budget_mb`` are not stored: those clients
+recompute the prefix per batch.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def frozen_depth(model: MultimodalModel, tower: str, spec: StageSpec) -> int | N
 @dataclass
 class _Tower:
     start: int  # blocks already applied to ``hidden``
-    hidden: torch.Tensor  # [N, tokens, d]
-    mask: torch.Tensor | None  # additive text mask [N, 1, 1, tokens]
+    hidden: torch.Tensor  # [N, tokens, d] or [N, C, H, W]
+    mask: torch.Tensor | None  # text padding mask [N, tokens] (1 = token)
 
 
 class PrefixCache:
@@ -139,7 +140,7 @@ def cached_loss(model: MultimodalModel, entry: dict[str, _Tower], shard: Shard, 
             h, mask, start = t.hidden[idx], _rows(t.mask, idx), t.start
         else:
             (h, mask), start = tower.embed(batch), 0
-        z[m] = F.normalize(model.heads[m](tower.pool(tower.run_blocks(h, mask, start, tower.depth))), dim=-1)
+        z[m] = F.normalize(model.heads[m](tower.pool(tower.run_blocks(h, mask, start, tower.depth), mask)), dim=-1)
     return contrastive_loss(z, model.temperature)
 
 

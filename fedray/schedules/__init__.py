@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from fedray.config import ExperimentConfig, blocks_per_stage
+from fedray.config.families import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def _groups(towers: dict[str, tuple[int, bool]], depths: dict[str, int], start: 
 def build_schedule(cfg: ExperimentConfig) -> list[StageSpec]:
     """The stages of ``cfg.train.method`` for this model."""
     t = cfg.train
-    towers = {name: (tw.num_layers, tw.arch in ("vit", "ast")) for name, tw in cfg.model.towers.items()}
+    towers = {name: (tw.num_layers, FAMILIES[tw.arch].final_norm) for name, tw in cfg.model.towers.items()}
     scale = t.batch_size / 256 if t.lr_batch_scaling else 1.0
 
     def lrs(stage: int) -> dict[str, float]:
