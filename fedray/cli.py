@@ -7,6 +7,7 @@ import logging
 import sys
 
 from fedray.config import ConfigError, load_config, preset_names
+from fedray.schedules import METHODS
 from fedray.server.fleet import ClientError
 
 
@@ -29,12 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue an interrupted run from RUN_DIR/checkpoint.pt, in RUN_DIR (config arguments, "
                           "if given, must match the checkpoint's except runtime.*)")
 
-    cmp_ = sub.add_parser("compare", help="run fedmml, lw and prog on one config and print a table")
+    cmp_ = sub.add_parser("compare", help=f"run {', '.join(METHODS)} on one config and print a table")
     _config_args(cmp_)
-    cmp_.add_argument("--out", help="directory for the three runs and comparison.csv/.md")
+    cmp_.add_argument("--out", help="directory for the runs and comparison.csv/.md")
 
-    res = sub.add_parser("resources", help="one client's memory, FLOPs and communication for fedmml, lw and prog")
+    res = sub.add_parser("resources", help=f"one client's memory, FLOPs and communication for {', '.join(METHODS)}")
     _config_args(res)
+    for p in (cmp_, res):
+        p.add_argument("--methods", type=_methods, default=tuple(METHODS), metavar="M[,M...]",
+                       help=f"which methods (default: all of {', '.join(METHODS)})")
     res.add_argument("--json", action="store_true", help="print JSON instead of tables")
     res.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                      help="where the measured step runs (cuda also reports torch.cuda.max_memory_allocated)")
@@ -71,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune_.add_argument("sweep", help="sweep YAML (base config, search space, metric, scheduler)")
     tune_.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a sweep key (num_samples=4, base.preset=tiny, 'search_space.train.method="
-                            "{grid: [lw]}') or a base config key (train.total_rounds=8); repeatable")
+                            "{grid: [lw]}') or a base config key (train.local_epochs=2); repeatable")
     tune_.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--out or the latest)")
     tune_.add_argument("--out", help="sweep directory (default runs/sweeps/<name>-<timestamp>)")
     tune_.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local Ray)")
@@ -81,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metric", help="metric to plot (default: the sweep's, else eval/i2t_r1)")
     report.add_argument("--out", help="where to write (default: the directory itself when one is given)")
     return parser
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {unknown or [text]}; choose from {', '.join(METHODS)}")
+    return names
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -133,15 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "compare":
             from fedray.compare import compare, to_markdown
 
-            root, rows = compare(cfg, args.out, address=args.address)
+            root, rows = compare(cfg, args.out, address=args.address, methods=args.methods)
             print(to_markdown(rows))
             print(f"comparison written to {root}/comparison.md")
         elif args.command == "resources":
             import json
 
-            from fedray.resources.estimate import estimate, to_text, workload_of
+            from fedray.plan import workload_of
+            from fedray.resources.estimate import estimate, to_text
 
-            report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset,
+            report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset, methods=args.methods,
                               probe_batch=args.probe_batch)
             print(json.dumps(report, indent=2) if args.json else to_text(report))
     except (ConfigError, ValueError, OSError) as err:

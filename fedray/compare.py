@@ -1,4 +1,4 @@
-"""``fedray compare``: the three methods on one config, side by side."""
+"""``fedray compare``: the registered methods (fedmml, lw, prog) on one config, side by side."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from typing import Any
 from fedray.api import RunResult, run_experiment
 from fedray.config import ExperimentConfig
 from fedray.rundir import RunDir
-
-METHODS = ("fedmml", "lw", "prog")
+from fedray.schedules import METHODS, REFERENCE
 COLUMNS = ("method", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "comm_mb", "comm_vs_fedmml",
            "gflops", "flops_vs_fedmml", "peak_mem_mb", "mem_vs_fedmml", "wall_s")
 # summary["resources"] key, ratio column prefix, unit, value column
@@ -23,7 +22,7 @@ RESOURCE_COLUMNS = (("comm_bytes", "comm", 1e6, "comm_mb"), ("flops", "flops", 1
 
 def comparison_rows(results: dict[str, RunResult]) -> list[dict[str, Any]]:
     """One row per method with final metrics, resources (comm, FLOPs, peak memory) and their ratios to FedMML."""
-    base = results["fedmml"].summary["resources"] if "fedmml" in results else {}
+    base = results[REFERENCE].summary["resources"] if REFERENCE in results else {}
     rows = []
     for method, res in results.items():
         s = res.summary
@@ -63,8 +62,10 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def compare(cfg: ExperimentConfig, out: str | None = None, *, address: str | None = None,
-            progress: Callable[[str], None] | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Run fedmml, lw and prog on ``cfg`` into ``out/<method>``; write comparison.csv and .md."""
+            progress: Callable[[str], None] | None = None,
+            methods: tuple[str, ...] = tuple(METHODS)) -> tuple[str, list[dict[str, Any]]]:
+    """Run each of ``methods`` (default: every registered one) on ``cfg`` into ``out/<method>``; write
+    comparison.csv and .md. Any other key (``train.strategy``, ...) is the config's, for every method."""
     root = RunDir.create(out, f"compare-{cfg.name}", storage=cfg.data.storage)
     session: Any = nullcontext()
     if cfg.runtime.backend == "ray":  # one Ray start for all three runs
@@ -73,7 +74,7 @@ def compare(cfg: ExperimentConfig, out: str | None = None, *, address: str | Non
         session = ray_session(cfg.runtime, address)
     results: dict[str, RunResult] = {}
     with session:
-        for method in METHODS:
+        for method in methods:
             run_cfg = replace(cfg, train=replace(cfg.train, method=method))
             results[method] = run_experiment(run_cfg, f"{root.path}/{method}", address=address, progress=progress)
     rows = comparison_rows(results)

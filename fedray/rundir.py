@@ -17,6 +17,9 @@ from fedray.config.schema import StorageConfig
 from fedray.data import storage as st
 
 
+CLIENTS = "clients.jsonl"  # one row per client per round it took part in
+
+
 class OutputError(ValueError):
     """The output location cannot be used."""
 
@@ -27,6 +30,7 @@ class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._rows: list[str] = []
+        self._lines: dict[str, list[str]] = {}  # appended JSON lines per file (object stores rewrite the file)
 
     @classmethod
     def create(cls, out: str | None, name: str, root: str = "runs", storage: StorageConfig | None = None) -> "RunDir":
@@ -61,16 +65,30 @@ class RunDir:
         raise OutputError(f"run root {root}: too many runs named {name}-{stamp}")
 
     @classmethod
-    def reopen(cls, path: str, rows: list[dict[str, Any]]) -> "RunDir":
+    def reopen(cls, path: str, rows: list[dict[str, Any]], storage: StorageConfig | None = None) -> "RunDir":
         """Continue an interrupted run in its own directory (``--resume``: the only reuse of a run dir).
 
-        ``metrics.jsonl`` is rewritten to ``rows`` (the checkpoint's), dropping rounds done after it.
+        ``metrics.jsonl`` is rewritten to ``rows`` (the checkpoint's) and ``clients.jsonl`` to the same rounds,
+        dropping what was done after the checkpoint.
         """
-        run_dir = cls(Path(path))
-        _check_writable(run_dir.path)
-        (run_dir.path / "FAILED").unlink(missing_ok=True)
+        if st.is_s3(path):
+            run_dir: RunDir = S3RunDir(path.rstrip("/"), st.filesystem(storage))
+        else:
+            run_dir = cls(Path(path))
+            _check_writable(run_dir.path)
+        run_dir.remove("FAILED")
         run_dir._rows = [json.dumps(r, default=_jsonable) for r in rows]
         run_dir.write_text("metrics.jsonl", "".join(line + "\n" for line in run_dir._rows))
+        last = rows[-1]["round"] if rows else 0
+        kept = []
+        for line in run_dir.read_text(CLIENTS).splitlines():
+            try:
+                if json.loads(line)["round"] <= last:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line torn by the interruption: after the checkpoint
+                continue
+        run_dir._lines[CLIENTS] = kept
+        run_dir.write_text(CLIENTS, "".join(line + "\n" for line in kept))
         return run_dir
 
     def discard(self) -> None:
@@ -104,6 +122,20 @@ class RunDir:
         self._rows.append(json.dumps(row, default=_jsonable))
         self.write_text("metrics.jsonl", "\n".join(self._rows) + "\n")
 
+    def append_lines(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Append JSON lines (per-client rows: many per round, so appended, not rewritten; a line torn by a crash
+        lies after the last checkpoint and is dropped on resume)."""
+        with open(self.path / name, "a") as f:
+            f.writelines(json.dumps(r, default=_jsonable) + "\n" for r in rows)
+
+    def read_text(self, name: str) -> str:
+        """A file's text, or "" when it does not exist."""
+        path = self.path / name
+        return path.read_text() if path.exists() else ""
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+
 
 class S3RunDir(RunDir):
     """A run directory under an s3:// prefix: each file is one PUT, which S3 makes visible atomically."""
@@ -133,6 +165,21 @@ class S3RunDir(RunDir):
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self.fs.pipe_file(f"{st.strip(self.path)}/{name}", data)
+
+    def append_lines(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Objects cannot be appended to: the file is written whole (one PUT) with every line so far."""
+        lines = self._lines.setdefault(name, [])
+        lines += [json.dumps(r, default=_jsonable) for r in rows]
+        self.write_text(name, "".join(line + "\n" for line in lines))
+
+    def read_text(self, name: str) -> str:
+        key = f"{st.strip(self.path)}/{name}"
+        return self.fs.cat_file(key).decode() if self.fs.exists(key) else ""
+
+    def remove(self, name: str) -> None:
+        key = f"{st.strip(self.path)}/{name}"
+        if self.fs.exists(key):
+            self.fs.rm_file(key)
 
     def discard(self) -> None:
         """Nothing to remove: claiming a prefix writes no object."""

@@ -111,6 +111,12 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def cluster_slots() -> tuple[float, float]:
+    """CPUs and GPUs of the Ray cluster joined or started: what ``clients_per_actor: auto`` packs for."""
+    res = ray.cluster_resources()
+    return float(res.get("CPU", 1.0)), float(res.get("GPU", 0.0))
+
+
 def client_resources(runtime: RuntimeConfig, num_hosts: int) -> tuple[float, float]:
     """CPUs and GPUs per client actor that this cluster can actually grant.
 

@@ -92,15 +92,19 @@ class Tower(nn.Module):
             h = h[0] if isinstance(h, tuple) else h
         return h
 
-    def pool(self, h: torch.Tensor) -> torch.Tensor:
-        """The CLS feature [B, d] (after the final LayerNorm where the architecture has one)."""
+    def pool(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The first-token feature [B, d] (after the final LayerNorm where the architecture has one).
+
+        ``mask`` is the additive attention mask of :meth:`embed` (text) or None; first-token pooling does not
+        need it, a pooling over tokens does.
+        """
         if self.final_norm is not None:
             h = self.final_norm(h)
         return h[:, 0]
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         h, mask = self.embed(inputs)
-        return self.pool(self.run_blocks(h, mask, 0, self.depth))
+        return self.pool(self.run_blocks(h, mask, 0, self.depth), mask)
 
 
 def _hf_config(cfg: TowerConfig, spec: InputSpec) -> PretrainedConfig:

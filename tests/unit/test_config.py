@@ -85,3 +85,15 @@ def test_more_clients_than_rows_is_rejected():
     cfg = load_config(preset="tiny", overrides=["data.num_clients=300"])
     with pytest.raises(ValueError, match="300 clients but only 256 training rows"):
         plan_run(cfg)
+
+
+def test_total_rounds_is_never_silently_ignored():
+    """A rounds list fixes the rounds itself: a different train.total_rounds next to it is a named error."""
+    with pytest.raises(ConfigError, match=r"config key 'train.total_rounds': 8 is not used when train.rounds is a "
+                                          r"list \(\[1, 1\] runs 2 rounds\)"):
+        load_config(preset="tiny", overrides=["train.total_rounds=8"])
+    assert load_config(preset="tiny", overrides=["train.total_rounds=2"]).train.rounds == [1, 1]  # consistent
+    with pytest.raises(ConfigError, match=r"config key 'train.total_rounds': train.rounds=uniform splits it"):
+        load_config(preset="tiny", overrides=["train.rounds=uniform"])
+    cfg = load_config(preset="default", overrides=["train.rounds=[2, 4]", "train.total_rounds=null"])
+    assert cfg.train.rounds == [2, 4] and cfg.train.total_rounds is None
