@@ -51,6 +51,11 @@ def make_optimizer(model: MultimodalModel, spec: StageSpec, cfg: TrainConfig) ->
     ])
 
 
+def proximal_term(anchor: list[tuple[torch.Tensor, torch.Tensor]], mu: float) -> torch.Tensor:
+    """FedProx (Li et al. 2020): mu/2 * sum ||w - w_global||^2 over (parameter, its global value) pairs."""
+    return mu / 2 * sum((p - a).pow(2).sum() for p, a in anchor)
+
+
 def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: TrainConfig, seed: int,
                 augment: bool = False, *, cached: Cached | None = None, measure: Measure | None = None,
                 proximal: float = 0.0) -> LocalResult:
@@ -78,7 +83,7 @@ def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: Trai
             with measure(model, opt) if measuring else nullcontext():  # type: ignore[misc]
                 batch = {k: v.to(device, non_blocking=True) for k, v in shard.batch(idx, augment, gen).items()}
                 loss = model(batch, cached(idx) if cached is not None and not measuring else None)
-                objective = loss + proximal / 2 * sum((p - a).pow(2).sum() for p, a in anchor) if anchor else loss
+                objective = loss + proximal_term(anchor, proximal) if anchor else loss
                 opt.zero_grad(set_to_none=True)
                 objective.backward()
                 opt.step()

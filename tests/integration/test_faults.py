@@ -15,10 +15,10 @@ import torch
 
 from fedray.api import run_experiment
 from fedray.backend import RayFleet
-from fedray.client import RoundTask, to_numpy
+from fedray.client import RoundTask
 from fedray.config import load_config
-from fedray.plan import make_orchestrator, plan_run
-from fedray.server import ClientError
+from fedray.plan import plan_run
+from fedray.server import ClientError, build_server
 
 # 5 rounds of a few seconds each, one torch thread: a kill lands mid-round, and the arithmetic matches
 # the in-process backend exactly.
@@ -65,10 +65,9 @@ def fleet(ray_local):
     """One 2-host fleet for the tests below (the straggler test, last, leaves host 1 busy)."""
     plan = plan_run(load_config(preset="tiny", overrides=["runtime.torch_threads=1", "runtime.client_cpus=0.5"]))
     fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0)
-    orchestrator = make_orchestrator(plan, fleet)
-    spec = orchestrator.schedule[0]
-    orchestrator.model.set_depths(spec.depths)
-    payload = to_numpy(orchestrator.model.state(spec.exchanged))
+    ctx, _, state = build_server(plan)
+    spec = ctx.schedule[0]
+    payload = {n: state.tensors[n] for n in ctx.names(spec.exchanged)}
     yield fleet, spec, payload
     fleet.close()
 
@@ -78,7 +77,7 @@ def test_client_code_error_stops_the_round_naming_the_client(fleet):
     tasks = [RoundTask(0, 0, spec, (0,)), RoundTask(1, 0, spec, (7,))]  # host 1 holds client 1, not 7
 
     with pytest.raises(ClientError) as err:
-        fleet.run_round(tasks, payload, None, set())
+        fleet.run_round(tasks, payload, None)
 
     msg = str(err.value)
     assert msg.startswith("client(s) [7] failed in round 1:")
@@ -92,14 +91,14 @@ def test_straggler_is_dropped_when_min_completion_allows(ray_local, fleet):
     _busy = [fleet.actors[1].train.remote(tasks[1], ref, []) for _ in range(300)]  # host 1 is stuck behind these
     fleet.timeout, fleet.min_completion = 2.0, 0.5
 
-    results = fleet.run_round(tasks, payload, None, set())
+    round_ = fleet.run_round(tasks, payload, None)
 
-    assert [r.host for r in results] == [0]
-    assert fleet.take_faults() == {"fault/client_failures": 0, "fault/stragglers": 1, "fault/retries": 0,
-                                   "fault/completed": 1}
+    assert [r.host for r in round_.results] == [0] and round_.dropped == (1,) and round_.lost == ()
+    assert round_.faults == {"fault/client_failures": 0, "fault/stragglers": 1, "fault/retries": 0,
+                             "fault/completed": 1}
     fleet.min_completion = 1.0
     with pytest.raises(TimeoutError, match=r"round 1: clients \[1\] did not return within runtime.round_timeout=2s"):
-        fleet.run_round(tasks, payload, None, set())
+        fleet.run_round(tasks, payload, None)
 
 
 def test_a_client_that_stays_dead_is_dropped_or_stops_the_round(ray_local, fleet):
@@ -108,11 +107,11 @@ def test_a_client_that_stays_dead_is_dropped_or_stops_the_round(ray_local, fleet
     ray_local.kill(fleet.actors[1], no_restart=True)  # gone for good: every retry fails
     fleet.timeout, fleet.min_completion = 60.0, 0.5
 
-    results = fleet.run_round(tasks, payload, None, set())
+    round_ = fleet.run_round(tasks, payload, None)
 
-    assert [r.host for r in results] == [0]
-    assert fleet.take_faults()["fault/client_failures"] == 1
+    assert [r.host for r in round_.results] == [0] and round_.lost == (1,) and round_.dropped == ()
+    assert round_.faults["fault/client_failures"] == 1
     fleet.min_completion = 1.0
     with pytest.raises(ClientError, match=r"round 2: only 1 of 2 clients returned after 3 retries "
                                           r"\(runtime.min_completion=1 needs 2\); client actors keep dying"):
-        fleet.run_round(tasks, payload, None, set())
+        fleet.run_round(tasks, payload, None)

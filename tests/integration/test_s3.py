@@ -45,7 +45,8 @@ def test_local_run_reads_bucket_and_writes_run_dir_to_bucket(tiny, s3_server, bu
     result = run_experiment(cfg, "s3://fedray-runs/exp/run1", progress=lambda line: None)
     assert result.run_dir == "s3://fedray-runs/exp/run1"
     files = _objects(s3_server, "fedray-runs", "exp/run1/")
-    assert set(files) == {"config.yaml", "partition.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "model.pt"}
+    assert set(files) == {"config.yaml", "partition.json", "metrics.jsonl", "clients.jsonl", "summary.json",
+                          "checkpoint.pt", "model.safetensors"}
     summary = json.loads(files["summary.json"])
     assert summary["rounds"] == 1 and summary["dataset"] == "emoji"
     assert sum(c["size"] for c in json.loads(files["partition.json"])["clients"]) == 64
