@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fedray.config import ConfigError, ExperimentConfig
-from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
+from fedray.data import DatasetInfo, open_dataset, split_rows
 from fedray.data.assign import assign_clients
 from fedray.data.dataset import read_columns
 from fedray.data.features import audio_stats

@@ -21,7 +21,6 @@ from fedray.server import (
     Finished,
     InProcessFleet,
     RoundDone,
-    RoundResults,
     apply_round,
     build_server,
     plan_round,
