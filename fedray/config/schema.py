@@ -150,7 +150,7 @@ class DataConfig:
 # fedprox: FedAvg plus mu/2 * ||w - w_global||^2 over the trainable tensors in local training.
 STRATEGIES: dict[str, dict[str, float]] = {
     "fedavg": {},
-    "fedavgm": {"server_lr": 1.0, "momentum": 0.9},
+    "fedavgm": {"server_lr": 1.0, "momentum": 0.5},
     "fedadam": {"server_lr": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3},
     "fedyogi": {"server_lr": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3},
     "fedprox": {"mu": 0.01},

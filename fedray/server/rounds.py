@@ -1,6 +1,6 @@
 """A round as two pure functions: :func:`plan_round` (state -> what to do) and :func:`apply_round` (state + what
-came back -> the next state and the round's record). No Ray, no torch: the loop in ``fedray.server.loop`` and the
-estimate in ``fedray.resources.estimate`` read the same rules.
+came back -> the next state and the round's record). No Ray and no torch arithmetic here; the stale-prefix rule they
+use (``fedray.schedules.stale_groups``) is the one ``fedray resources`` counts with.
 
 Planning: where the state stands in the schedule, the cohort (a separate, replaceable step: :class:`CohortSelector`),
 the per-host tasks, and per client the frozen groups it must receive first (``schedules.stale_groups``).
