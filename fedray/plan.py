@@ -18,6 +18,7 @@ from fedray.data import DatasetInfo, open_dataset, split_rows
 from fedray.data.assign import assign_clients
 from fedray.data.dataset import read_columns
 from fedray.data.features import audio_stats
+from fedray.data.validate import validate_rows
 from fedray.model.pretrained import checkpoint_inputs
 from fedray.packing import pack_clients, resolve_clients_per_actor
 from fedray.resources.estimate import WORKLOADS, Workload
@@ -53,7 +54,8 @@ def local_cpus(cfg: ExperimentConfig) -> float:
 
 
 def plan_data(cfg: ExperimentConfig) -> RunPlan:
-    """Open the dataset, partition it, and check it against the config (no decoding, no Ray, no packing)."""
+    """Open the dataset, partition it, and check it and every row the run reads against the config (no Ray, no
+    packing)."""
     info = open_dataset(cfg.data.source, cfg.data.storage)
     for m in cfg.model.towers:
         if m not in info.modalities:
@@ -69,19 +71,20 @@ def plan_data(cfg: ExperimentConfig) -> RunPlan:
             raise ConfigError(f"dataset {info.path}, column 'label': values must be in [0, {info.inputs.num_classes}) "
                               f"(one per label_names entry), found {labels.min()}..{labels.max()}")
     client_rows, partition = assign_clients(cfg, info)
-    if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
-        info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
     smallest = min(len(r) for r in client_rows)
     if smallest < cfg.train.batch_size:
         c = min(range(len(client_rows)), key=lambda i: len(client_rows[i]))
         raise ConfigError(f"config key 'train.batch_size': {cfg.train.batch_size} is larger than client {c}'s shard "
                           f"({smallest} rows); lower it or use fewer clients")
-    eval_rows, _ = split_rows(info, "test")
+    eval_rows, _ = split_rows(info, "test", None)
     if len(eval_rows) < 2:
         raise ConfigError(f"dataset {info.name}: needs at least 2 rows in split 'test' to evaluate")
     if cfg.data.eval_limit and len(eval_rows) > cfg.data.eval_limit:
         pick = np.random.default_rng(cfg.train.seed).choice(len(eval_rows), cfg.data.eval_limit, replace=False)
         eval_rows = eval_rows[np.sort(pick)]
+    validate_rows(cfg, info, np.concatenate([*client_rows, eval_rows]))  # every row read later, before any actor
+    if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
+        info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
     return RunPlan(cfg, info, client_rows, eval_rows, (), partition)
 
 
@@ -99,5 +102,5 @@ def workload_of(cfg: ExperimentConfig, preset: str | None) -> Workload:
     for name in (preset, cfg.name):
         if name in WORKLOADS:
             return WORKLOADS[name]
-    plan = plan_data(cfg)  # reads only metadata and the split column
+    plan = plan_data(cfg)  # also validates the rows, as a run would
     return Workload(plan.info.inputs, min(len(r) for r in plan.client_rows))

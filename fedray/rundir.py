@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,14 @@ CLIENTS = "clients.jsonl"  # one row per client per round it took part in
 
 class OutputError(ValueError):
     """The output location cannot be used."""
+
+
+# mkstemp creates files 0600; run files get the mode a plain open() would give them (0666 minus the umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+# What an interrupted atomic write leaves behind: ".<name>.<8 random chars>" (tempfile.mkstemp's pattern).
+_STRAY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}$")
 
 
 class RunDir:
@@ -72,16 +81,19 @@ class RunDir:
         dropping what was done after the checkpoint.
         """
         if st.is_s3(path):
-            run_dir: RunDir = S3RunDir(path.rstrip("/"), st.filesystem(storage))
+            run_dir: RunDir = S3RunDir(path.rstrip("/"), st.filesystem(storage))  # S3 writes are whole objects
         else:
             run_dir = cls(Path(path))
             _check_writable(run_dir.path)
+            clean_strays(run_dir.path)  # a kill during a checkpoint write left its temp file
         run_dir.remove("FAILED")
         run_dir._rows = [json.dumps(r, default=_jsonable) for r in rows]
         run_dir.write_text("metrics.jsonl", "".join(line + "\n" for line in run_dir._rows))
         last = rows[-1]["round"] if rows else 0
-        kept = []
-        for line in run_dir.read_text(CLIENTS).splitlines():
+        kept, before = [], run_dir.read_text(CLIENTS)
+        if not before:  # nothing to cut back (a run dir of an older fedray has no clients.jsonl)
+            return run_dir
+        for line in before.splitlines():
             try:
                 if json.loads(line)["round"] <= last:
                     kept.append(line)
@@ -98,21 +110,11 @@ class RunDir:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a binary file atomically (checkpoints, the final model)."""
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.path / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic_write(self.path / name, data)
 
     def write_text(self, name: str, text: str) -> None:
         """Write a file atomically (temp file in the same directory, then rename)."""
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, self.path / name)
+        _atomic_write(self.path / name, text.encode())
 
     def write_json(self, name: str, data: Any) -> None:
         self.write_text(name, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
@@ -183,6 +185,29 @@ class S3RunDir(RunDir):
 
     def discard(self) -> None:
         """Nothing to remove: claiming a prefix writes no object."""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, normal permissions, then rename: readers see the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def clean_strays(path: Path) -> list[str]:
+    """Remove temp files that interrupted atomic writes left in a run directory; returns their names."""
+    removed = []
+    for entry in path.iterdir():
+        if entry.is_file() and _STRAY.match(entry.name):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def _check_writable(path: Path) -> None:

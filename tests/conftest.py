@@ -24,7 +24,9 @@ def ray_local():
     """One private local Ray (2 CPUs) for the whole session; shut down only because we started it."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    from fedray.backend.session import start_private  # on loopback only, as fedray's own private Ray
+
+    start_private(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -8,12 +8,14 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import ray
 
-from fedray.config import RuntimeConfig
+from fedray.config import ConfigError, RuntimeConfig
 
 log = logging.getLogger("fedray")
+GRPC_PROBE_S = 10.0  # an HTTP/2 handshake with a live GCS takes milliseconds; Ray's own connect retries for minutes
 
 
 class ClusterError(ConnectionError):
@@ -35,15 +37,39 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         join(target, source)
         yield  # joined a cluster someone else runs: never shut it down
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # dashboard_host: never listen beyond this machine unless the user starts Ray themselves.
-    ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard,
-             dashboard_host="127.0.0.1", log_to_driver=True,
-             _node_ip_address="127.0.0.1")  # a private instance talks only over loopback
+    start_private(num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard, log_to_driver=True)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def start_private(**init_kwargs: Any) -> None:
+    """``ray.init(address="local")`` with every Ray server of the new instance listening on 127.0.0.1 only.
+
+    Ray decides where its servers listen from the node IP: 127.0.0.1 makes the GCS, raylet, object manager,
+    core workers and agents bind to loopback, any other address to every interface. But
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone does not do it: Ray replaces a loopback node IP by the
+    host's routable address (``services.resolve_ip_for_localhost``) unless ``ray_constants.ENABLE_RAY_CLUSTER``
+    is false (the ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch, read once at import). fedray turns it off just
+    for this call: a private instance has one node, so it never needs a routable address.
+    tests/integration/test_loopback.py lists the listening sockets of every process started and fails on any
+    beyond loopback.
+    """
+    from ray._private import ray_constants
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        # dashboard_host: the dashboard, when asked for, is on loopback too.
+        ray.init(address="local", dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **init_kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != "127.0.0.1":  # a Ray release that changed the rule: say so rather than listen silently
+        log.warning("the private local Ray runs with node IP %s, not 127.0.0.1: its servers may listen beyond "
+                    "this machine (token authentication still guards them)", node_ip)
 
 
 def target_address(runtime: RuntimeConfig, address: str | None) -> tuple[str | None, str]:
@@ -64,6 +90,8 @@ def join(target: str, source: str) -> None:
             f"`ray job submit --address {target} -- fedray run ...`, or give the cluster's GCS address HOST:6379")
     if target != "auto":
         _probe(target, where)
+        if not target.startswith("ray://"):
+            _probe_grpc(target, where)
     try:
         ray.init(address=target, log_to_driver=True)
     except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as err:
@@ -87,6 +115,25 @@ def _probe(target: str, where: str, timeout: float = 3.0) -> None:
         raise ClusterError(
             f"{where}: Ray cluster unreachable ({err.strerror or err}). Start one with `ray start --head`, fix "
             "the address, or leave --address/RAY_ADDRESS unset to run on a private local Ray") from None
+
+
+def _probe_grpc(target: str, where: str, timeout: float = GRPC_PROBE_S) -> None:
+    """A Ray GCS speaks gRPC (HTTP/2): a port that accepts TCP but completes no HTTP/2 handshake is not a Ray
+    cluster, and ``ray.init`` would wait on it for minutes. Skipped with TLS (the probe is plaintext)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    import grpc  # installed with Ray
+
+    channel = grpc.insecure_channel(target.removeprefix("ray://"))
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise ClusterError(
+            f"{where}: something accepts connections there, but it is not a Ray cluster (no gRPC handshake within "
+            f"{timeout:g}s). Give the head node's GCS address (HOST:6379 by default, as printed by "
+            "`ray start --head`), or leave --address/RAY_ADDRESS unset to run on a private local Ray") from None
+    finally:
+        channel.close()
 
 
 def _is_auth_failure(err: BaseException) -> bool:
@@ -131,13 +178,15 @@ def client_resources(runtime: RuntimeConfig, num_hosts: int) -> tuple[float, flo
     if cpus is None:  # share what is left after the server, at most one CPU each
         cpus = math.floor(min(1.0, (total - runtime.server_cpus) / num_hosts) * 1e4) / 1e4  # never round up
         if cpus <= 0:
-            raise RuntimeError(f"runtime: the Ray cluster's {total:g} CPUs cannot hold {num_hosts} client actors "
-                               f"besides the server's {runtime.server_cpus:g}")
+            raise ConfigError(f"config key 'runtime.server_cpus': the Ray cluster's {total:g} CPUs cannot hold "
+                              f"{num_hosts} client actors besides the server's {runtime.server_cpus:g}")
     need = runtime.server_cpus + num_hosts * cpus
     if need > total + 1e-9 and not _autoscaling():
-        raise RuntimeError(
-            f"runtime: {num_hosts} client actors x {cpus} CPU + server {runtime.server_cpus} CPU = {need:g} CPUs, "
-            f"but the Ray cluster has {total:g}; lower runtime.client_cpus or leave it unset (auto)")
+        key = "runtime.client_cpus" if runtime.client_cpus is not None else "runtime.server_cpus"
+        raise ConfigError(
+            f"config key '{key}': {num_hosts} client actors x {cpus:g} CPU + server {runtime.server_cpus:g} CPU = "
+            f"{need:g} CPUs, but the Ray cluster has {total:g}; lower runtime.client_cpus (or leave it unset: auto) "
+            "and runtime.server_cpus")
     return cpus, gpus
 
 

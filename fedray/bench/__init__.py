@@ -6,7 +6,7 @@ from typing import Any
 
 from fedray.bench.common import write_json
 
-NAMES = ("overhead", "prefix-cache", "scale")
+NAMES = ("overhead", "prefix-cache", "scale", "validate")
 
 
 def run_bench(name: str, repeats: int | None = None, json_out: str | None = None, device: str = "cpu",
@@ -24,6 +24,10 @@ def run_bench(name: str, repeats: int | None = None, json_out: str | None = None
         from fedray.bench import scale
 
         report = scale.run(repeats or 1)
+    elif name == "validate":
+        from fedray.bench import validate
+
+        report = validate.run(repeats or 3)
     else:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(NAMES)}")
     write_json(json_out, report)

@@ -10,12 +10,13 @@ prog train every present group, so nothing is frozen) and no augmentation. Dropo
 obstacle: frozen groups run in eval mode (no dropout, no RNG draws), so the RNG stream of the
 trainable part is the same with and without the cache.
 
-An entry holds, per tower, the hidden states [N, tokens, d] after ``start`` blocks and the
-text attention mask (a :class:`~fedray.model.CachedPrefix` over the whole shard). It survives a
-stage change: the next stage extends it by running the newly frozen blocks once. It is dropped
-when the host loads new values of a group it was computed with. Entries past ``budget_mb`` are
-not stored: those clients recompute the prefix per batch. The cache only stores activations and
-hands out a batch's rows (:func:`rows`); the loss is ``MultimodalModel.forward``'s, cached or not.
+An entry holds, per tower, what ``Tower.embed`` returned after ``start`` blocks ([N, tokens, d]
+hidden states, or [N, C, H, W] feature maps for a CNN tower) and the text padding mask [N, tokens]
+(a :class:`~fedray.model.CachedPrefix` over the whole shard). It survives a stage change: the next
+stage extends it by running the newly frozen blocks once. It is dropped when the host loads new
+values of a group it was computed with. Entries past ``budget_mb`` are not stored: those clients
+recompute the prefix per batch. The cache only stores activations and hands out a batch's rows
+(:func:`rows`); the loss is ``MultimodalModel.forward``'s, cached or not.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from importlib import resources
@@ -25,26 +27,73 @@ def preset_names() -> list[str]:
     return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
 
 
-def _read_yaml(text: str, where: str) -> dict[str, Any]:
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping gives the same key twice."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML 1.1 safe loading with two fixes: a key given twice in one mapping is an error (PyYAML keeps
+    the last silently), and scientific notation without a dot (``1e-3``, ``5E+2``) is a float, as in
+    YAML 1.2 (YAML 1.1 reads it as a string)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(f"duplicate key {key!r} on lines {seen[key] + 1} and "
+                                            f"{key_node.start_mark.line + 1}; a key may appear once per mapping")
+                seen[key] = key_node.start_mark.line
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                pass
+        return super().construct_mapping(node, deep)
+
+
+StrictLoader.add_implicit_resolver(  # YAML 1.2 floats with any exponent: 1e-3, 1.0e3, -2E5, .5e2
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML with :class:`StrictLoader`; a syntax error or duplicate key is a ConfigError naming ``where``."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{where}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{where}: not valid YAML: {err}") from None
-    if data is None:
-        return {}
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    data = parse_yaml(text, where)
+    if data is None:  # an empty file silently running the dataclass defaults would look like a real run
+        raise ConfigError(f"{where}: is empty; give at least 'preset: NAME' or the keys to set")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _read_file(path: str) -> str:
+    """A config file's text, with errors that name the file."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {path}: is a directory, not a YAML file")
+    if not p.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path}: cannot read it ({err.strerror})") from None
 
 
 def load_raw(path: str | None = None, preset: str | None = None) -> dict[str, Any]:
     """Read a config file and/or preset into a plain dict, resolving ``preset:`` chains."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {path}: not found")
-        raw = _read_yaml(p.read_text(), f"config file {path}")
+        raw = _read_yaml(_read_file(path), f"config file {path}")
         preset = raw.pop("preset", preset) if preset is None else preset
     if preset is None:
         return raw
@@ -111,7 +160,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: '{part}' is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        node[parts[-1]] = parse_yaml(text, f"override {item!r}") if text.strip() else None
     return out
 
 
@@ -196,7 +245,13 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{path}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if not math.isfinite(number):  # .inf / .nan pass every `> 0` check and then hang or poison a run
+            raise ConfigError(f"config key '{path}': must be a finite number, got {value!r}")
+        return number
     if tp in (int, str, bool):
         if type(value) is not tp:
             raise ConfigError(f"config key '{path}': expected {tp.__name__}, got {value!r}")

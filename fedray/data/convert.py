@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import tempfile
 from collections import defaultdict
@@ -27,6 +28,7 @@ from fedray.config.schema import StorageConfig
 from fedray.data import storage as st
 from fedray.data.audio import log_mel, read_wav, resample
 from fedray.data.dataset import DataError
+from fedray.rundir import FILE_MODE
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
 
@@ -63,6 +65,7 @@ def write_dataset(columns: dict[str, list[Any]], types: dict[str, pa.DataType], 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
         pq.write_table(table, tmp.name, compression="zstd", row_group_size=1024)
+    os.chmod(tmp.name, FILE_MODE)  # NamedTemporaryFile makes it 0600; a dataset is shared like any file
     Path(tmp.name).replace(path)  # atomic: a half-written file never carries the final name
     if tokenizer_json is not None:
         (path.parent / "tokenizer.json").write_text(tokenizer_json)

@@ -11,27 +11,28 @@ its own rows, once, and keeps them in memory as tensors.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 
 from fedray.config.schema import StorageConfig
 from fedray.data import storage as st
+from fedray.data.decode import DataError, audio_array, captions, column_array, decode_image, decode_images, row_error
 from fedray.model import InputSpec
 
 EMBEDDED = ("emoji", "avdigits")
+# Captions are cut to this many characters per token of max_length before tokenising: a token spans at least
+# one character, so nothing that could be kept is lost, and a 200,000-character caption costs no second.
+CHARS_PER_TOKEN = 32
 
-
-class DataError(ValueError):
-    """Unusable dataset; the message names the file, column or row."""
+__all__ = ["DataError", "DatasetInfo", "Shard", "load_client_shards", "load_rows", "open_dataset", "split_rows"]
 
 
 @dataclass(frozen=True)
@@ -84,18 +85,29 @@ def parquet_file(path: str, storage: StorageConfig | None = None) -> pq.ParquetF
 
 
 def read_columns(info: DatasetInfo, columns: list[str], rows: np.ndarray | None = None) -> pa.Table:
-    """Columns of the whole file, or of ``rows`` only (reading just the row groups that hold them)."""
+    """Columns of the whole file, or of ``rows`` only (reading just the row groups that hold them).
+
+    A row group that cannot be read (a corrupt data page) is named with its rows and columns.
+    """
     pf = parquet_file(info.path, info.storage)
+    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+    groups = range(pf.num_row_groups) if rows is None else sorted(set(np.searchsorted(starts, rows, side="right") - 1))
+    tables = [read_group(pf, info.path, int(g), columns, starts) for g in groups]
+    table = pa.concat_tables(tables) if tables else pf.schema_arrow.empty_table().select(columns)
+    if rows is None:
+        return table
+    local = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups]) if groups else np.zeros(0, int)
+    return table.take(pa.array(np.searchsorted(local, rows), type=pa.int64()))
+
+
+def read_group(pf: pq.ParquetFile, path: str, group: int, columns: list[str], starts: np.ndarray) -> pa.Table:
+    """One row group's columns; a corrupt page is a DataError naming the row group, its rows and the columns."""
     try:
-        if rows is None:
-            return pf.read(columns=columns)
-        starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
-        groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
-        table = pf.read_row_groups(groups, columns=columns)
-        local = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups]) if groups else np.zeros(0, int)
-        return table.take(pa.array(np.searchsorted(local, rows), type=pa.int64()))
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"dataset file {info.path}: cannot read columns {columns} ({err})") from None
+        return pf.read_row_group(group, columns=columns)
+    except (pa.ArrowException, OSError) as err:
+        cols = ", ".join(repr(c) for c in columns)
+        raise DataError(f"dataset file {path}, row group {group} (rows {starts[group]}..{starts[group + 1] - 1}), "
+                        f"column {cols}: cannot read it, the file is damaged ({err})", column=columns[0]) from None
 
 
 def open_dataset(source: str, storage: StorageConfig | None = None) -> DatasetInfo:
@@ -104,7 +116,7 @@ def open_dataset(source: str, storage: StorageConfig | None = None) -> DatasetIn
     path, tokenizer = resolve_source(source, storage)
     pf = parquet_file(path, storage)
     schema = pf.schema_arrow
-    meta = json.loads((schema.metadata or {}).get(b"fedray", b"{}"))
+    meta = _metadata(schema, path)
     modalities = tuple(m for m in ("image", "text", "audio") if m in schema.names)
     for col in ("id", "split"):
         if col not in schema.names:
@@ -113,26 +125,95 @@ def open_dataset(source: str, storage: StorageConfig | None = None) -> DatasetIn
         raise DataError(f"dataset file {path}: has no rows")
     inputs = InputSpec(vocab_size=_vocab_size(tokenizer, storage) if tokenizer else 0,
                        num_classes=len(meta.get("label_names", ())))
-    first = pf.read_row_group(0, columns=[m for m in ("image", "audio") if m in modalities]).slice(0, 1)
+    starts = np.array([0, pf.metadata.row_group(0).num_rows])
+    first = read_group(pf, path, 0, [m for m in ("image", "audio") if m in modalities], starts).slice(0, 1)
     if "image" in modalities:
-        img = _decode_image(first.column("image")[0].as_py(), path, 0)
+        img = decode_image(first.column("image")[0].as_py(), path, 0)
         inputs = InputSpec(**{**inputs.__dict__, "channels": img.shape[0], "image_size": img.shape[1]})
     if "audio" in modalities:
-        audio = _audio_array(first.column("audio")[0].as_py(), path, 0)
-        inputs = InputSpec(**{**inputs.__dict__, "frames": audio.shape[0], "features": audio.shape[1]})
-    norm = (tuple(meta["audio_mean"]), tuple(meta["audio_std"])) if "audio_mean" in meta else None
+        value = first.column("audio")[0].as_py() or []
+        shape = (len(value), len(value[0]) if value and value[0] is not None else 0)
+        audio_array(first.column("audio"), np.zeros(1, np.int64), path, shape)  # checks row 0 itself
+        inputs = InputSpec(**{**inputs.__dict__, "frames": shape[0], "features": shape[1]})
+    norm = _audio_norm(meta, path, inputs.features) if "audio_mean" in meta or "audio_std" in meta else None
     return DatasetInfo(path, meta.get("name", Path(path).stem), modalities, tuple(meta.get("label_names", ())),
                        tokenizer, inputs, norm, "label" in schema.names, storage)
 
 
-def split_rows(info: DatasetInfo, split: str, label_column: str = "label") -> tuple[np.ndarray, np.ndarray | None]:
-    """Row indices of ``split`` and their labels (None when the dataset has no such column)."""
+def _metadata(schema: pa.Schema, path: str) -> dict[str, Any]:
+    """The schema metadata key ``fedray`` as a dict, with errors naming the file."""
+    raw = (schema.metadata or {}).get(b"fedray", b"{}")
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"dataset file {path}: schema metadata 'fedray' is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"dataset file {path}: schema metadata 'fedray' must be a JSON object, got {type(meta).__name__}")
+    names = meta.get("label_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"dataset file {path}: schema metadata 'fedray'.label_names must be a list of strings")
+    return meta
+
+
+def _audio_norm(meta: dict[str, Any], path: str, features: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``audio_mean`` / ``audio_std`` from the metadata: one finite value per feature, every std > 0."""
+    stats = {}
+    for key in ("audio_mean", "audio_std"):
+        value = meta.get(key)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = np.zeros(0)
+        if arr.shape != (features,) or not np.isfinite(arr).all():
+            raise DataError(f"dataset file {path}: schema metadata 'fedray'.{key} must hold {features} finite "
+                            f"numbers (one per audio feature), got {str(value)[:80]}")
+        stats[key] = arr
+    bad = np.flatnonzero(stats["audio_std"] <= 0)
+    if len(bad):
+        raise DataError(f"dataset file {path}: schema metadata 'fedray'.audio_std is {stats['audio_std'][bad[0]]:g} "
+                        f"for feature {bad[0]} ({len(bad)} of {features} features <= 0); standardising by it "
+                        "would divide by zero: recompute the statistics or drop them (fedray then computes them)")
+    return tuple(stats["audio_mean"].tolist()), tuple(stats["audio_std"].tolist())
+
+
+def split_rows(info: DatasetInfo, split: str, label_column: str | None = "label"
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Row indices of ``split`` and their labels (None when the dataset has no such column, or ``label_column``
+    is None). Labels must be integers >= 0 with no nulls: a -1 or a null would silently become a class."""
     names = parquet_file(info.path, info.storage).schema_arrow.names
-    cols = ["split"] + ([label_column] if label_column in names else [])
-    table = read_columns(info, cols)
+    use = label_column is not None and label_column in names
+    table = read_columns(info, ["split"] + ([label_column] if use else []))
     rows = np.flatnonzero(np.asarray(table.column("split").to_numpy(zero_copy_only=False)) == split)
-    labels = table.column(label_column).to_numpy()[rows] if label_column in names else None
-    return rows, labels
+    if not use:
+        return rows, None
+    return rows, check_labels(info, table.column(label_column).take(pa.array(rows, type=pa.int64())), rows,
+                              label_column)
+
+
+def check_labels(info: DatasetInfo, values: pa.Array | pa.ChunkedArray, rows: np.ndarray, name: str) -> np.ndarray:
+    """Labels (``values``, one per dataset row in ``rows``) as int64, or a DataError naming the file, row, id and
+    column of a bad one."""
+    if not pa.types.is_integer(values.type):
+        raise DataError(f"dataset file {info.path}, column '{name}': labels must be integers (class indices), "
+                        f"got type {values.type}", column=name)
+    values = column_array(values)
+    nulls = np.asarray(values.is_null().to_numpy(zero_copy_only=False))
+    labels = np.array(values.fill_null(-1).to_numpy(), dtype=np.int64)  # a writable copy (torch.from_numpy)
+    bad = np.flatnonzero(nulls | (labels < 0))
+    if len(bad):
+        i = int(bad[0])
+        problem = "null label" if nulls[i] else f"negative label {labels[i]}"
+        raise row_error(info.path, int(rows[i]), name, f"{problem} ({len(bad)} such rows); labels are class "
+                        "indices >= 0: fix or drop these rows", _row_id(info, int(rows[i])))
+    return labels
+
+
+def _row_id(info: DatasetInfo, row: int) -> object:
+    """The ``id`` of one row, for messages (reads one row group's id column)."""
+    try:
+        return read_columns(info, ["id"], np.array([row])).column("id")[0].as_py()
+    except DataError:
+        return None
 
 
 class Shard:
@@ -168,74 +249,81 @@ def _augment(img: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
 
 def load_rows(info: DatasetInfo, rows: np.ndarray, max_length: int, label_column: str = "label",
               caption: int = 0) -> Shard:
-    """Decode rows ``rows`` of the dataset into a :class:`Shard`."""
+    """Decode rows ``rows`` of the dataset into a :class:`Shard` (every row checked; errors name row and column)."""
+    rows = np.asarray(rows, dtype=np.int64)
     names = parquet_file(info.path, info.storage).schema_arrow.names
     cols = [c for c in ("image", "text", "audio") if c in names] + ([label_column] if label_column in names else [])
-    table = read_columns(info, cols, np.asarray(rows, dtype=np.int64))
+    table = read_columns(info, ["id"] + cols, rows)
+    ids = table.column("id").to_pylist()
     tensors: dict[str, torch.Tensor] = {}
     if "image" in cols:
-        imgs = [_decode_image(b, info.path, int(r)) for b, r in zip(table.column("image").to_pylist(), rows)]
-        tensors["image"] = torch.from_numpy(np.stack(imgs))
+        size = info.inputs.image_size
+        tensors["image"] = torch.from_numpy(decode_images(table.column("image"), rows, info.path,
+                                                          info.inputs.channels, size, ids))
     if "text" in cols:
-        texts = [c[min(caption, len(c) - 1)] for c in table.column("text").to_pylist()]
+        texts = captions(table.column("text"), rows, info.path, caption, ids)
         tensors["text_ids"], tensors["text_mask"] = tokenize(info, texts, max_length)
     if "audio" in cols:
         shape = (info.inputs.frames, info.inputs.features)
-        audio = np.stack([_audio_array(a, info.path, int(r), shape) for a, r in zip(table.column("audio").to_pylist(), rows)])
+        audio = audio_array(table.column("audio"), rows, info.path, shape, ids)
         if info.audio_norm is not None:
             mean, std = (np.asarray(v, dtype=np.float32) for v in info.audio_norm)
             audio = (audio - mean) / std
         tensors["audio"] = torch.from_numpy(audio)
     if label_column in cols:
-        tensors["label"] = torch.from_numpy(table.column(label_column).to_numpy().astype(np.int64))
+        tensors["label"] = torch.from_numpy(check_labels(info, table.column(label_column), rows, label_column))
     return Shard(tensors)
 
 
-def tokenize(info: DatasetInfo, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and attention masks, padded/truncated to ``max_length``."""
-    from tokenizers import Tokenizer
+def load_client_shards(info: DatasetInfo, rows: dict[int, np.ndarray], max_length: int, caption: int = 0
+                       ) -> dict[int, Shard]:
+    """Decode every client's rows in one pass over the file (hundreds of clients per host), then split.
 
+    A bad row is a DataError that also names the client holding it (``client 3: dataset file X, row 7 ...``).
+    """
+    clients = sorted(rows)
+    if not clients:
+        return {}
+    flat = np.concatenate([rows[c] for c in clients])
+    bounds = np.cumsum([0] + [len(rows[c]) for c in clients])
+    try:
+        whole = load_rows(info, flat, max_length, caption=caption)
+    except DataError as err:
+        if err.row is None:
+            raise
+        owner = next(c for c in clients if err.row in rows[c])
+        raise err.for_client(owner) from None
+    return {c: Shard({k: v[bounds[i]:bounds[i + 1]] for k, v in whole.tensors.items()}) for i, c in enumerate(clients)}
+
+
+def tokenize(info: DatasetInfo, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention masks, padded/truncated to ``max_length`` (captions first cut to
+    ``max_length * CHARS_PER_TOKEN`` characters, so a huge caption costs no more than a long one)."""
     if info.tokenizer is None:
         raise DataError(f"dataset {info.path}: has a text column but no tokenizer.json beside it")
     tok = _tokenizer(info.tokenizer, info.storage)
     tok.enable_truncation(max_length)
     tok.enable_padding(length=max_length, pad_id=0)
-    enc = tok.encode_batch(texts)
+    limit = max_length * CHARS_PER_TOKEN
+    enc = tok.encode_batch([t[:limit] for t in texts])
     ids = torch.tensor([e.ids for e in enc], dtype=torch.int64)
     mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.int64)
     return ids, mask
 
 
 def _tokenizer(path: str, storage: StorageConfig | None) -> "Tokenizer":  # noqa: F821
+    """The ``tokenizers`` Tokenizer in ``path``; a missing or unreadable file is a DataError naming it."""
     from tokenizers import Tokenizer
 
-    if st.is_s3(path):
-        return Tokenizer.from_str(st.filesystem(storage).cat_file(st.strip(path)).decode())
-    return Tokenizer.from_file(path)
+    try:
+        if st.is_s3(path):
+            return Tokenizer.from_str(st.filesystem(storage).cat_file(st.strip(path)).decode())
+        return Tokenizer.from_file(path)
+    except Exception as err:  # tokenizers raises a bare Exception for malformed JSON
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise DataError(f"tokenizer {path}: not a readable tokenizer.json ({first}); rebuild it or remove it "
+                        "together with the text column") from None
 
 
 def _vocab_size(path: str, storage: StorageConfig | None = None) -> int:
     return _tokenizer(path, storage).get_vocab_size()
-
-
-def _audio_array(value: list | None, path: str, row: int, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """One row's audio as float32 [frames, features]; every row must have the first row's shape."""
-    try:
-        a = np.asarray(value, dtype=np.float32)
-    except (ValueError, TypeError):
-        a = np.zeros(0)  # ragged: reported below
-    if a.ndim != 2 or (shape is not None and a.shape != shape):
-        want = f"{shape[0]} x {shape[1]}" if shape else "frames x features"
-        got = "x".join(map(str, a.shape)) if a.size else "ragged or empty"
-        raise DataError(f"dataset file {path}, row {row}, column 'audio': expected a {want} array, got {got}")
-    return a
-
-
-def _decode_image(data: bytes, path: str, row: int) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 [C, H, W]."""
-    try:
-        img = np.asarray(Image.open(io.BytesIO(data)))
-    except Exception as err:  # Pillow raises several unrelated types for bad bytes
-        raise DataError(f"dataset file {path}, row {row}, column 'image': cannot decode image ({err})") from None
-    return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)[:3].copy()
-

@@ -18,7 +18,8 @@ from fedray.config import ModelConfig
 from fedray.model.fusion import FusionClassifier
 from fedray.model.heads import projection_head
 from fedray.model.losses import contrastive_loss
-from fedray.model.towers import InputSpec, Tower, build_tower
+from fedray.model.encoders import build_tower
+from fedray.model.towers import InputSpec, Tower
 
 
 @dataclass
@@ -26,8 +27,8 @@ class CachedPrefix:
     """A tower's frozen prefix already applied to some rows: what ``forward(batch, cached=...)`` starts from."""
 
     start: int  # blocks already applied to ``hidden``
-    hidden: torch.Tensor  # [B, N, d] hidden states after the embeddings and the first ``start`` blocks
-    mask: torch.Tensor | None  # additive attention mask [B, 1, 1, N] (text), else None
+    hidden: torch.Tensor  # what Tower.embed returns, then ``start`` blocks: [B, N, d], or [B, C, H, W] for a CNN
+    mask: torch.Tensor | None  # the text padding mask [B, N] (1 = token) of Tower.embed, else None
 
 
 class MultimodalModel(nn.Module):

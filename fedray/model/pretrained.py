@@ -1,14 +1,16 @@
 """Pretrained towers, as in the paper: embeddings and blocks from a checkpoint, the rest fresh.
 
 Stage 1 gets the pretrained embeddings and every stage appends blocks that hold exactly the
-pretrained weights of their index. fedray builds the full-depth tower once, from the checkpoint,
-and a block stays untouched (never run, trained, exchanged or synced) until its stage appends it,
-so it holds its pretrained values at that moment: the same result as loading it then, without
-re-reading the checkpoint every stage. The ViT/AST final LayerNorm is NOT taken from the
-checkpoint (PAPER.md §1.2 item 3: identity init) and heads are always fresh.
+pretrained weights of their index. fedray builds the full-depth tower once, from the checkpoint
+(``fedray.model.encoders``), and a block stays untouched (never run, trained, exchanged or synced)
+until its stage appends it, so it holds its pretrained values at that moment: the same result as
+loading it then, without re-reading the checkpoint every stage. The final LayerNorm is NOT taken
+from the checkpoint (PAPER.md §1.2 item 3: identity init) and heads are always fresh.
 
 The text tokenizer of a checkpoint tower is the checkpoint's own (``tokenizer.json``), because
-the dataset's tokenizer has a different vocabulary.
+the dataset's tokenizer has a different vocabulary. Images are resized and normalised to what the
+encoder expects (``fedray.model.towers.ImageTransform``), so a checkpoint's image size need not
+match the dataset's.
 """
 
 from __future__ import annotations
@@ -17,38 +19,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from fedray.config import ConfigError, ExperimentConfig, TowerConfig
-from fedray.config.checkpoint import architecture, read_hf_config
-
-_DROPOUT = {"distilbert": ("dropout", "attention_dropout")}
-_DEFAULT_DROPOUT = ("hidden_dropout_prob", "attention_probs_dropout_prob")
-
-
-def load_hf_model(cfg: TowerConfig, where: str = "model.towers") -> nn.Module:
-    """The checkpoint's transformers model with eager attention and the tower's dropout.
-
-    Raises ConfigError when the checkpoint is missing or its architecture differs from ``cfg``
-    (configs from the YAML loader are filled from the checkpoint, so only hand-built ones can differ).
-    """
-    from transformers import AutoModel
-
-    assert cfg.checkpoint is not None
-    hf_cfg = read_hf_config(cfg.checkpoint, f"{where}.checkpoint")
-    for key, value in architecture(hf_cfg, cfg.checkpoint, f"{where}.checkpoint").items():
-        if getattr(cfg, key) != value:
-            raise ConfigError(f"config key '{where}.{key}': {getattr(cfg, key)!r} conflicts with checkpoint "
-                              f"{cfg.checkpoint!r}, which has {value!r}")
-    for attr in _DROPOUT.get(cfg.arch, _DEFAULT_DROPOUT):  # fedray's dropout, not the checkpoint's
-        setattr(hf_cfg, attr, cfg.dropout)
-    return AutoModel.from_pretrained(cfg.checkpoint, config=hf_cfg, attn_implementation="eager")
-
-
-def reset_fresh_parts(final_norm: nn.Module | None) -> None:
-    """The final LayerNorm starts at identity (gamma 1, beta 0), not at its pretrained values."""
-    if final_norm is not None:
-        final_norm.reset_parameters()
+from fedray.config import ConfigError, ExperimentConfig
+from fedray.config.checkpoint import read_hf_config, tower_config
 
 
 def tokenizer_file(checkpoint: str) -> str | None:
@@ -69,10 +41,10 @@ def tokenizer_file(checkpoint: str) -> str | None:
 def checkpoint_inputs(cfg: ExperimentConfig, info: Any) -> Any:
     """``info`` (a DatasetInfo) adapted to checkpoint towers: their tokenizer, checked input shapes."""
     for name, tower in cfg.model.towers.items():
-        if tower.checkpoint is None:
+        if tower.checkpoint is None or tower.arch == "efficientnet_lite0":
             continue
-        hf = read_hf_config(tower.checkpoint, f"model.towers.{name}.checkpoint")
         where = f"model.towers.{name}.checkpoint"
+        hf = tower_config(read_hf_config(tower.checkpoint, where), tower.arch)
         if name == "text":
             tok = tokenizer_file(tower.checkpoint)
             if tok is not None:
@@ -85,11 +57,14 @@ def checkpoint_inputs(cfg: ExperimentConfig, info: Any) -> Any:
                 raise ConfigError(f"config key '{where}': checkpoint {tower.checkpoint!r} has no tokenizer.json and its "
                                   f"vocabulary ({hf.vocab_size}) is smaller than the dataset tokenizer's "
                                   f"({info.inputs.vocab_size})")
-        elif tower.arch == "vit" and name == "image":
-            have = (info.inputs.channels, info.inputs.image_size)
-            if have != (hf.num_channels, hf.image_size):
-                raise ConfigError(f"config key '{where}': checkpoint {tower.checkpoint!r} expects {hf.num_channels}x"
-                                  f"{hf.image_size}px images but dataset {info.name} has {have[0]}x{have[1]}px")
+            positions = hf.max_position_embeddings - (2 if tower.arch == "roberta" else 0)  # RoBERTa: padding offset
+            if tower.max_length > positions:
+                raise ConfigError(f"config key 'model.towers.{name}.max_length': {tower.max_length} tokens, but "
+                                  f"checkpoint {tower.checkpoint!r} has {positions} positions")
+        elif name == "image":
+            if info.inputs.channels not in (1, hf.num_channels):  # grey images are repeated to the tower's channels
+                raise ConfigError(f"config key '{where}': checkpoint {tower.checkpoint!r} reads {hf.num_channels}-"
+                                  f"channel images but dataset {info.name} has {info.inputs.channels} channels")
         elif tower.arch == "ast":
             have = (info.inputs.frames, info.inputs.features)
             if have != (hf.max_length, hf.num_mel_bins):

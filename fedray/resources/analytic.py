@@ -8,9 +8,13 @@ B x B x out product per modality pair per step.
 Backward: a product costs its forward once more for every operand that requires a gradient
 (the input, when anything upstream trains; the weight, when its group trains). So a trainable
 block costs 3x its forward, a frozen prefix costs only its forward, and a layer whose input needs
-no gradient (the patch convolution on pixels; DistilBERT/BERT's Q/K/V after a frozen prefix, as
-they are post-LayerNorm) costs 2x. FLOPs = 2 x MACs, as ``FlopCounterMode`` counts them.
-Elementwise work (LayerNorm, softmax, GELU, AdamW) is not counted, by either side.
+no gradient (the patch convolution on pixels; BERT/RoBERTa/DistilBERT's Q/K/V after a frozen prefix,
+as they are post-LayerNorm) costs 2x. FLOPs = 2 x MACs, as ``FlopCounterMode`` counts them.
+Elementwise work (LayerNorm, softmax, GELU, AdamW, resizing inputs, pooling) is not counted, by either side.
+
+Every transformer family has the same block; families differ in their tokens (ViT: patches + CLS,
+DeiT: + distillation token, SigLIP: patches only, AST: + 2) and embedding parameters. CNN towers
+(efficientnet_lite0) have no formula here: NotImplementedError (``fedray resources`` shows "-").
 """
 
 from __future__ import annotations
@@ -18,16 +22,27 @@ from __future__ import annotations
 from itertools import combinations
 
 from fedray.config import ExperimentConfig, TowerConfig
+from fedray.config.families import FAMILIES
 from fedray.model import InputSpec
 from fedray.schedules import StageSpec
 
-PRE_LN = ("vit", "ast")  # LayerNorm before attention: Q/K/V's input is a trainable LayerNorm's output
+TEXT = ("bert", "roberta", "distilbert", "clip_text", "siglip_text")
+EXTRA_TOKENS = {"vit": 1, "deit": 2, "clip_vision": 1, "siglip_vision": 0, "ast": 2}  # CLS, distillation tokens
+
+
+def pre_ln(tower: TowerConfig) -> bool:
+    """LayerNorm before attention (Q/K/V read a trainable LayerNorm's output); only transformers are counted."""
+    value = FAMILIES[tower.arch].pre_ln
+    if value is None:
+        raise NotImplementedError(f"no analytic count for {tower.arch} towers")
+    return value
 
 
 def tokens(tower: TowerConfig, modality: str, spec: InputSpec, text_length: int) -> tuple[int, int]:
     """(tokens N, MACs of the patch embedding) per sample."""
+    pre_ln(tower)
     p = tower.patch_size
-    if tower.arch in ("bert", "distilbert"):
+    if tower.arch in TEXT:
         return text_length, 0
     if tower.arch == "ast":
         stride = tower.patch_stride or p
@@ -35,9 +50,9 @@ def tokens(tower: TowerConfig, modality: str, spec: InputSpec, text_length: int)
         return patches + 2, patches * p * p * tower.hidden_size
     if modality == "audio":  # vit over a spectrogram: a one-channel (frames x features) image
         patches, channels = (spec.frames // p) * (spec.features // p), 1
-    else:
-        patches, channels = (spec.image_size // p) ** 2, spec.channels
-    return patches + 1, patches * channels * p * p * tower.hidden_size
+    else:  # the tower's resolution (inputs are resized to it), else the dataset's
+        patches, channels = ((tower.image_size or spec.image_size) // p) ** 2, spec.channels
+    return patches + EXTRA_TOKENS[tower.arch], patches * channels * p * p * tower.hidden_size
 
 
 def block_params(tower: TowerConfig) -> int:
@@ -47,12 +62,19 @@ def block_params(tower: TowerConfig) -> int:
 
 
 def embed_params(tower: TowerConfig, modality: str, spec: InputSpec, text_length: int) -> int:
-    d = tower.hidden_size
-    if tower.arch in ("bert", "distilbert"):
-        positions = max(tower.max_length, 64)  # as fedray.model.towers builds random text towers
-        return (spec.vocab_size + positions + (2 if tower.arch == "bert" else 0)) * d + 2 * d
+    """Embedding parameters of a random-init tower (as fedray.model.encoders builds them)."""
+    d, arch = tower.hidden_size, tower.arch
+    if arch in TEXT:
+        positions = max(tower.max_length, 64) + (2 if arch == "roberta" else 0)
+        types = 2 if arch in ("bert", "roberta") else 0  # token-type embeddings
+        norm = 2 * d if arch in ("bert", "roberta", "distilbert") else 0
+        return (spec.vocab_size + positions + types) * d + norm
     n, conv = tokens(tower, modality, spec, text_length)
-    return conv // (n - (2 if tower.arch == "ast" else 1)) + d + (2 if tower.arch == "ast" else 1) * d + n * d
+    extra = EXTRA_TOKENS[arch]
+    weight = conv // (n - extra)  # the patch convolution's weight: channels x p x p x d
+    if arch == "clip_vision":  # no conv bias; a LayerNorm before the blocks (pre_layrnorm)
+        return weight + extra * d + n * d + 2 * d
+    return weight + d + extra * d + n * d
 
 
 def head_dims(cfg: ExperimentConfig, tower: TowerConfig) -> list[tuple[int, int]]:
@@ -75,7 +97,7 @@ def group_params(cfg: ExperimentConfig, spec: InputSpec, text_length: int) -> di
     for m, tw in cfg.model.towers.items():
         out[f"{m}.embed"] = embed_params(tw, m, spec, text_length)
         out.update({f"{m}.block.{i}": block_params(tw) for i in range(tw.num_layers)})
-        if tw.arch in PRE_LN:
+        if FAMILIES[tw.arch].final_norm:
             out[f"{m}.final_norm"] = 2 * tw.hidden_size
         out[f"{m}.head"] = head_params(cfg, tw)
     return out
@@ -99,7 +121,7 @@ def step_flops(cfg: ExperimentConfig, stage: StageSpec, spec: InputSpec, text_le
         for i in range(stage.depths[m]):
             tr = f"{m}.block.{i}" in stage.trainable
             act = tr or up  # Q, K, V, attention probabilities, MLP hidden
-            qkv_in = act if tw.arch in PRE_LN else up
+            qkv_in = act if pre_ln(tw) else up
             macs += 3 * n * d * d * (1 + qkv_in + tr)
             macs += 2 * n * n * d * (1 + 2 * act)  # scores and attention x V: two activation operands
             macs += (n * d * d + 2 * n * d * f) * (1 + act + tr)  # output projection, MLP

@@ -46,8 +46,10 @@ def _groups(towers: dict[str, bool], depths: dict[str, int], start: dict[str, in
 
 def _setup(cfg: ExperimentConfig) -> tuple[dict[str, bool], dict[str, int], list[int], Callable[[int], dict], bool]:
     """Towers (name -> has a final norm), full depths, rounds per stage, rates per stage, whether a fusion head."""
+    from fedray.config.families import FAMILIES  # at call time: importing fedray.config imports this package
+
     t = cfg.train
-    towers = {name: tw.arch in ("vit", "ast") for name, tw in cfg.model.towers.items()}
+    towers = {name: FAMILIES[tw.arch].final_norm for name, tw in cfg.model.towers.items()}
     full = {name: tw.num_layers for name, tw in cfg.model.towers.items()}
     scale = t.batch_size / 256 if t.lr_batch_scaling else 1.0
 

@@ -46,7 +46,7 @@ def weighted_mean(total: PartialSum, like: dict[str, np.ndarray]) -> dict[str, n
     out = {}
     for name, ref in like.items():
         mean = total.sums[name] / total.weight
-        out[name] = (np.rint(mean) if np.issubdtype(ref.dtype, np.integer) else mean).astype(ref.dtype)
+        out[name] = np.asarray(np.rint(mean) if np.issubdtype(ref.dtype, np.integer) else mean, dtype=ref.dtype)
     return out
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from fedray.data import Shard
 from fedray.model import MultimodalModel
+from fedray.training.finite import NonFiniteError, first_non_finite
 
 
 def accuracy_macro_f1(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tuple[float, float]:
@@ -33,6 +34,9 @@ def evaluate_classifier(model: MultimodalModel, shard: Shard, batch_size: int) -
     for start in range(0, len(shard), batch_size):
         batch = {k: v.to(device) for k, v in shard.batch(torch.arange(start, min(start + batch_size, len(shard)))).items()}
         logits = model.logits(batch)
+        found = first_non_finite({"logits": logits})
+        if found is not None:
+            raise NonFiniteError(f"evaluation logits (held-out rows {start}..{start + len(logits) - 1})", found[1])
         loss_sum += F.cross_entropy(logits, batch["label"], reduction="sum").item()
         preds.append(logits.argmax(-1).cpu())
         targets.append(batch["label"].cpu())

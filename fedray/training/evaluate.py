@@ -9,16 +9,28 @@ import torch
 from fedray.data import Shard
 from fedray.model import MultimodalModel
 from fedray.model.losses import contrastive_loss
+from fedray.training.finite import NonFiniteError, check_finite, first_non_finite
 
 KS = (1, 5, 10)
 
 
 def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[int, float]:
-    """Fraction of queries whose paired gallery item (same row) ranks in the top K by cosine similarity."""
+    """Fraction of queries whose paired gallery item (same row) ranks in the top K by similarity.
+
+    Ties never favour the pair: a query with ``g`` items strictly closer than its pair and ``t`` others exactly
+    as close scores the expectation under a uniformly random order of the tied items, P(rank < K) =
+    clamp((K - g) / (t + 1), 0, 1). Constant (collapsed) embeddings therefore score chance, K / N, and not 1.
+    Non-finite embeddings raise :class:`NonFiniteError`: NaN compares false and would rank every pair first.
+    """
+    for name, z in (("query", query), ("gallery", gallery)):
+        found = first_non_finite({name: z})
+        if found is not None:
+            raise NonFiniteError(f"evaluation embeddings ({name})", found[1])
     sim = query @ gallery.T  # [N, N]
-    positive = sim.diagonal().unsqueeze(1)
-    rank = (sim > positive).sum(dim=1)  # items strictly closer than the pair; ties favour the pair
-    return {k: (rank < k).float().mean().item() for k in ks}
+    positive = sim.diagonal().unsqueeze(1)  # [N, 1]
+    greater = (sim > positive).sum(dim=1).double()  # [N]
+    ties = (sim == positive).sum(dim=1).double() - 1  # [N], the pair itself excluded
+    return {k: ((k - greater) / (ties + 1)).clamp(0.0, 1.0).mean().item() for k in ks}
 
 
 @torch.no_grad()
@@ -38,6 +50,11 @@ def evaluate(model: MultimodalModel, shard: Shard, batch_size: int) -> dict[str,
         idx = torch.arange(start, min(start + batch_size, n))
         batch = {k: v.to(device) for k, v in shard.batch(idx).items()}
         z = model.encode(batch)
+        for m, v in z.items():
+            found = first_non_finite({m: v})
+            if found is not None:  # name the tower and the held-out rows of the batch
+                rows = f"held-out rows {start}..{start + len(idx) - 1}"
+                raise NonFiniteError(f"evaluation embeddings of the {m} tower ({rows})", found[1])
         if len(idx) > 1:
             losses.append(contrastive_loss(z, model.temperature).item() * len(idx))
         for m, v in z.items():
@@ -46,6 +63,7 @@ def evaluate(model: MultimodalModel, shard: Shard, batch_size: int) -> dict[str,
     emb = {m: torch.cat(v) for m, v in zs.items()}
     metrics = {"eval/loss": sum(losses) / max(1, sum(min(batch_size, n - s) for s in range(0, n, batch_size)
                                                      if min(batch_size, n - s) > 1))}
+    check_finite(metrics["eval/loss"], "eval/loss")
     for a, b in permutations(emb, 2):
         for k, r in recall_at_k(emb[a], emb[b]).items():
             metrics[f"eval/{a[0]}2{b[0]}_r{k}"] = r

@@ -13,6 +13,7 @@ from fedray.config import TrainConfig
 from fedray.data import Shard
 from fedray.model import CachedPrefix, MultimodalModel, lr_group
 from fedray.schedules import StageSpec
+from fedray.training.finite import check_finite
 
 Cached = Callable[[torch.Tensor], dict[str, CachedPrefix]]  # batch rows -> cached prefixes of frozen towers
 Measure = Callable[[MultimodalModel, torch.optim.Optimizer], AbstractContextManager[None]]  # wraps one step
@@ -89,4 +90,5 @@ def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: Trai
                 opt.step()
             steps += 1
             total += loss.item()
+            check_finite(total, "train/loss", step=steps)  # NaN/inf stops the run, named (the host adds round, client)
     return LocalResult(n, steps, total / steps if steps else math.nan)

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from fedray.config import ConfigError, ExperimentConfig, apply_overrides, build, load_raw
-from fedray.config.loader import merge
+from fedray.config.loader import merge, parse_yaml
 from fedray.tune.bundles import TrialResources, check_plan
 from fedray.tune.metrics import reported_metrics
 
@@ -115,9 +115,9 @@ def load_sweep(path: str, sets: list[str] | None = None) -> SweepSpec:
     if not p.is_file():
         raise SweepError(f"sweep file {path}: not found")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise SweepError(f"sweep {path}: not valid YAML: {err}") from None
+        data = parse_yaml(p.read_text(), f"sweep {path}")  # duplicate keys are errors, 1e-3 is a number
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
     if not isinstance(data, dict):
         raise SweepError(f"sweep {path}: expected a mapping at the top level")
     data = apply_sets(data, sets or [], path)
@@ -132,7 +132,7 @@ def apply_sets(data: dict[str, Any], sets: list[str], where: str) -> dict[str, A
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise SweepError(f"sweep {where}: --set {item!r}: expected KEY=VALUE")
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text, f"sweep {where}: --set {item!r}") if text.strip() else None
         head, _, rest = key.partition(".")
         if head == "search_space" and rest:
             data.setdefault("search_space", {})[rest] = value

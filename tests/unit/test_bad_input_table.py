@@ -6,18 +6,100 @@ cluster and live in tests/integration/test_connect.py and test_job_submit.py.
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from fedray.api import run_experiment
 from fedray.cli import main
 from fedray.config import load_config
+from fedray.data import open_dataset
+from fedray.data.convert import write_dataset
 
 TINY = ["run", "--preset", "tiny", "--set", "runtime.backend=local"]
+# A small dataset ({root}/<case>/data.parquet, rows 0-31 train, 32-39 test): planted defects are in row 5.
+DATA = [*TINY, "--set", "train.batch_size=4", "--set", "data.train_limit=null", "--set", "data.eval_limit=null",
+        "--out", "{root}/never"]
+AV = [*DATA, "--set", "model.towers={image: {arch: vit, hidden_size: 16, num_layers: 2, num_heads: 2, "
+      "intermediate_size: 16, patch_size: 4}, audio: {arch: vit, hidden_size: 16, num_layers: 2, num_heads: 2, "
+      "intermediate_size: 16, patch_size: 2}}", "--set", "train.lr={image: 0.001, audio: 0.001, head: 0.001}"]
+N = 40
+
+
+def _png(side: int = 8, mode: str = "RGB", value: int = 0) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (side, side), value if mode == "L" else (value, 255 - value, 3 * value % 256)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def write_case(root: Path, name: str, *, av: bool = False, meta: dict[str, Any] | None = None,
+               tokenizer: str | None = "emoji", **rows: dict[int, Any]) -> None:
+    """``root/name/data.parquet``: a valid image+text (or image+audio) dataset with ``rows[col][i]`` replaced."""
+    cols: dict[str, list[Any]] = {
+        "id": [f"r{i}" for i in range(N)], "split": ["train"] * 32 + ["test"] * 8, "label": [i % 2 for i in range(N)],
+        "image": [_png(value=7 * i) for i in range(N)],
+    }
+    types = {"id": pa.string(), "split": pa.string(), "label": pa.int64(), "image": pa.binary()}
+    if av:
+        cols["audio"] = [np.full((6, 4), i / N, np.float32).tolist() for i in range(N)]
+        types["audio"] = pa.list_(pa.list_(pa.float32()))
+    else:
+        cols["text"] = [[f"item {i} of kind {i % 2}"] for i in range(N)]
+        types["text"] = pa.list_(pa.string())
+    for col, patch in rows.items():
+        for i, value in patch.items():
+            cols[col][i] = value
+    tok = Path(open_dataset("emoji").tokenizer).read_text() if tokenizer == "emoji" else tokenizer
+    write_dataset(cols, types, {"name": name, "label_names": ["a", "b"], **(meta or {})},
+                  str(root / name / "data.parquet"), tokenizer_json=None if av else tok)
+
+
+def _damage_first_page(path: Path, column: str) -> None:
+    """Overwrite bytes inside the first data page header of ``column``: the footer stays readable."""
+    chunk = next(c for rg in [pq.ParquetFile(path).metadata.row_group(0)] for c in
+                 (rg.column(i) for i in range(rg.num_columns)) if c.path_in_schema.split(".")[0] == column)
+    data = bytearray(path.read_bytes())
+    data[chunk.data_page_offset + 2:chunk.data_page_offset + 40] = b"\xff" * 38
+    path.write_bytes(bytes(data))
+
+
+def _bad_data(root: Path) -> None:
+    write_case(root, "img_null", image={5: None})
+    write_case(root, "img_empty", image={5: b""})
+    write_case(root, "img_garbage", image={5: b"\x89PNG not really"})
+    write_case(root, "img_size", image={5: _png(16)})
+    write_case(root, "img_1px", image={5: _png(1)})
+    write_case(root, "img_gray", image={5: _png(mode="L")})
+    write_case(root, "img_all_1px", image={i: _png(1) for i in range(N)})
+    write_case(root, "cap_list_empty", text={5: []})
+    write_case(root, "cap_list_null", text={5: None})
+    write_case(root, "cap_blank", text={5: ["   "]})
+    write_case(root, "cap_null", text={5: [None]})
+    write_case(root, "label_neg", label={5: -1})
+    write_case(root, "label_null", label={5: None})
+    write_case(root, "no_tok", tokenizer=None)
+    write_case(root, "bad_tok", tokenizer='{"version": "1.0", "model": ')
+    write_case(root, "pages")
+    _damage_first_page(root / "pages" / "data.parquet", "image")
+    write_case(root, "audio_nan", av=True, audio={5: [[0.0, float("nan"), 0.0, 0.0]] * 6})
+    write_case(root, "audio_huge", av=True, audio={5: [[3e38] * 4] * 6})
+    write_case(root, "audio_shape", av=True, audio={5: [[0.0] * 3] * 6})
+    write_case(root, "audio_std0", av=True, meta={"audio_mean": [0.0] * 4, "audio_std": [1.0, 0.0, 1.0, 1.0]})
+    write_case(root, "meta_json")
+    table = pq.read_table(root / "meta_json" / "data.parquet")
+    pq.write_table(table.replace_schema_metadata({"fedray": "{not json"}), root / "meta_json" / "data.parquet")
+    (root / "empty.yaml").write_text("# nothing here yet\n")
+    (root / "dup.yaml").write_text("preset: tiny\ntrain:\n  method: lw\nmodel:\n  temperature: 0.1\ntrain:\n  rounds: [1, 1]\n")
+    (root / "latin1.yaml").write_bytes("preset: tiny\nname: caf\xe9\n".encode("latin-1"))
+    (root / "adir.yaml").mkdir()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +120,7 @@ def files(tmp_path_factory):
     (root / "interrupted" / "summary.json").unlink()
     shutil.copytree(root / "interrupted", root / "corrupt")
     (root / "corrupt" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    _bad_data(root)
     return root
 
 
@@ -91,6 +174,86 @@ CASES = [
      "train.seed (checkpoint 42, now 7)"),
     ("resume with --out", ["run", "--resume", "{root}/interrupted", "--out", "{root}/x"],
      "--resume continues in RUN_DIR itself; do not combine it with --out"),
+    ("fleet shares do not sum to 1", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 0.5}, b: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 0.4}}"],
+     "config key 'fleet.classes': shares must sum to 1, got 0.9"),
+    ("fleet bandwidth not positive", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 0, "
+                                      "uplink_mbps: 1, share: 1.0}}"],
+     "config key 'fleet.classes.a.downlink_mbps': must be a positive finite number, got 0"),
+    ("fleet availability out of range", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 1.0, availability: 1.5}}"],
+     "config key 'fleet.classes.a.availability': must be in [0, 1], got 1.5"),
+    ("unknown fleet preset", [*TINY, "--set", "fleet.preset=nope"],
+     "config key 'fleet.preset': unknown fleet preset 'nope'; available:"),
+    ("unknown fleet key", [*TINY, "--set", "fleet.classes={a: {memory_mib: 8, gflops: 1, downlink_mbps: 1, uplink_mbps: 1, share: 1.0, ram: 4}}"],
+     "config key 'fleet.classes.a.ram': unknown key"),
+]
+
+# Issue 13: config files and values, and data defects found by the driver before any actor starts.
+CASES += [
+    # config files and values (issue 13)
+    ("config file empty", ["run", "{root}/empty.yaml"], "config file {root}/empty.yaml: is empty"),
+    ("config key given twice", ["run", "{root}/dup.yaml"],
+     "config file {root}/dup.yaml: duplicate key 'train' on lines 2 and 6"),
+    ("config file not UTF-8", ["run", "{root}/latin1.yaml"], "config file {root}/latin1.yaml: not UTF-8 text"),
+    ("config path is a directory", ["run", "{root}/adir.yaml"],
+     "config file {root}/adir.yaml: is a directory, not a YAML file"),
+    ("override value not YAML", [*TINY, "--set", "train.lr={image: [0.1"],
+     "override 'train.lr={image: [0.1': not valid YAML"),
+    ("override key given twice", [*TINY, "--set", "train.lr={image: 0.1, image: 0.2, text: 0.1, head: 0.1}"],
+     "duplicate key 'image'"),
+    ("infinite temperature", [*TINY, "--set", "model.temperature=.inf"],
+     "config key 'model.temperature': must be a finite number, got inf"),
+    ("NaN learning rate", [*TINY, "--set", "train.lr.head=.nan"], "config key 'train.lr.head'"),
+    ("infinite round timeout", [*TINY, "--set", "runtime.round_timeout=.inf"],
+     "config key 'runtime.round_timeout': must be a finite number, got inf"),
+    ("negative seed", [*TINY, "--set", "train.seed=-1"], "config key 'train.seed': must be an integer in [0, 2**63), got -1"),
+    ("seed beyond 2^64", [*TINY, "--set", "train.seed=18446744073709551616"],
+     "config key 'train.seed': must be an integer in [0, 2**63)"),
+    # data, found by the driver before any actor starts (issue 13); every defect is in row 5 (id 'r5')
+    ("image bytes null", [*DATA, "--set", "data.source={root}/img_null/data.parquet"],
+     "dataset file {root}/img_null/data.parquet, row 5 (id 'r5'), column 'image': null image bytes"),
+    ("image bytes empty", [*DATA, "--set", "data.source={root}/img_empty/data.parquet"],
+     "row 5 (id 'r5'), column 'image': empty image bytes"),
+    ("image undecodable", [*DATA, "--set", "data.source={root}/img_garbage/data.parquet"],
+     "dataset file {root}/img_garbage/data.parquet, row 5 (id 'r5'), column 'image': cannot decode image"),
+    ("image of another size", [*DATA, "--set", "data.source={root}/img_size/data.parquet"],
+     "row 5 (id 'r5'), column 'image': image is 16x16, but the dataset's images are 8x8"),
+    ("image 1x1 among others", [*DATA, "--set", "data.source={root}/img_1px/data.parquet"],
+     "row 5 (id 'r5'), column 'image': image is 1x1, but the dataset's images are 8x8"),
+    ("grayscale among RGB", [*DATA, "--set", "data.source={root}/img_gray/data.parquet"],
+     "row 5 (id 'r5'), column 'image': grayscale image among colour ones"),
+    ("images smaller than a patch", [*DATA, "--set", "data.source={root}/img_all_1px/data.parquet"],
+     "config key 'model.towers.image.patch_size': 8 is larger than the images of dataset"),
+    ("caption list empty", [*DATA, "--set", "data.source={root}/cap_list_empty/data.parquet"],
+     "row 5 (id 'r5'), column 'text': empty caption list"),
+    ("caption list null", [*DATA, "--set", "data.source={root}/cap_list_null/data.parquet"],
+     "row 5 (id 'r5'), column 'text': null caption list"),
+    ("caption blank", [*DATA, "--set", "data.source={root}/cap_blank/data.parquet"],
+     "row 5 (id 'r5'), column 'text': caption 0 (data.caption=0) is empty"),
+    ("caption null", [*DATA, "--set", "data.source={root}/cap_null/data.parquet"],
+     "row 5 (id 'r5'), column 'text': caption 0 (data.caption=0) is null"),
+    ("label negative", [*DATA, "--set", "data.source={root}/label_neg/data.parquet", "--set",
+                        "data.partition.kind=dirichlet"],
+     "dataset file {root}/label_neg/data.parquet, row 5 (id 'r5'), column 'label': negative label -1"),
+    ("label null", [*DATA, "--set", "data.source={root}/label_null/data.parquet", "--set",
+                    "data.partition.kind=dirichlet"],
+     "dataset file {root}/label_null/data.parquet, row 5 (id 'r5'), column 'label': null label"),
+    ("tokenizer.json missing", [*DATA, "--set", "data.source={root}/no_tok/data.parquet"],
+     "dataset {root}/no_tok/data.parquet: has a text column but no tokenizer.json beside it"),
+    ("tokenizer.json broken", [*DATA, "--set", "data.source={root}/bad_tok/data.parquet"],
+     "tokenizer {root}/bad_tok/tokenizer.json: not a readable tokenizer.json"),
+    ("corrupt data page", [*DATA, "--set", "data.source={root}/pages/data.parquet"],
+     "dataset file {root}/pages/data.parquet, row group 0 (rows 0..39), column 'image': cannot read it, the file "
+     "is damaged"),
+    ("metadata not JSON", [*DATA, "--set", "data.source={root}/meta_json/data.parquet"],
+     "dataset file {root}/meta_json/data.parquet: schema metadata 'fedray' is not valid JSON"),
+    ("audio NaN", [*AV, "--set", "data.source={root}/audio_nan/data.parquet"],
+     "dataset file {root}/audio_nan/data.parquet, row 5 (id 'r5'), column 'audio': non-finite value nan"),
+    ("audio 3e38", [*AV, "--set", "data.source={root}/audio_huge/data.parquet"],
+     "row 5 (id 'r5'), column 'audio': value 3e+38 beyond +/-1e+15"),
+    ("audio of another shape", [*AV, "--set", "data.source={root}/audio_shape/data.parquet"],
+     "row 5 (id 'r5'), column 'audio': expected 6 x 4 (frames x features), got a frame of 3 features"),
+    ("audio_std of zero", [*AV, "--set", "data.source={root}/audio_std0/data.parquet"],
+     "dataset file {root}/audio_std0/data.parquet: schema metadata 'fedray'.audio_std is 0 for feature 1"),
 ]
 
 

@@ -97,3 +97,46 @@ def test_total_rounds_is_never_silently_ignored():
         load_config(preset="tiny", overrides=["train.rounds=uniform"])
     cfg = load_config(preset="default", overrides=["train.rounds=[2, 4]", "train.total_rounds=null"])
     assert cfg.train.rounds == [2, 4] and cfg.train.total_rounds is None
+
+
+def test_scientific_notation_is_a_number_in_files_and_overrides(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("preset: tiny\ntrain:\n  lr: {image: 1e-3, text: 2.5E-3, head: 1.0e-2}\n  participation: 1e-9\n")
+
+    cfg = load_config(str(path), overrides=["train.lr.head=1e-3", "data.partition.beta=1e-300",
+                                            "runtime.cache_budget_mb=5e2"])
+
+    assert cfg.train.lr == {"image": 1e-3, "text": 2.5e-3, "head": 1e-3}
+    assert (cfg.train.participation, cfg.data.partition.beta, cfg.runtime.cache_budget_mb) == (1e-9, 1e-300, 500.0)
+    assert load_config(preset="tiny", overrides=["name=1e3x"]).name == "1e3x"  # not a number: stays a string
+
+
+def test_an_empty_config_file_is_an_error_not_the_dataclass_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError, match=f"config file {path}: is empty"):
+        load_config(str(path))
+
+
+def test_a_key_given_twice_is_an_error_anywhere(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("preset: tiny\ndata:\n  num_clients: 2\n  partition: {kind: iid, kind: dirichlet}\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: duplicate key 'kind' on lines 4 and 4"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match=r"override 'train.rounds=\{a: 1, a: 2\}': duplicate key 'a'"):
+        load_config(preset="tiny", overrides=["train.rounds={a: 1, a: 2}"])
+
+
+@pytest.mark.parametrize("override", ["model.temperature=.inf", "model.temperature=.nan", "runtime.round_timeout=.inf",
+                                      "data.partition.beta=.inf", "runtime.client_cpus=1e400", "train.lr.head=.nan"])
+def test_non_finite_numbers_are_rejected_with_their_key(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        load_config(preset="tiny", overrides=[override])
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), str(2**64), str(10**30)])
+def test_seed_out_of_range_names_the_key(seed):
+    with pytest.raises(ConfigError, match=rf"config key 'train.seed': must be an integer in \[0, 2\*\*63\), got {seed}"):
+        load_config(preset="tiny", overrides=[f"train.seed={seed}"])
+    assert load_config(preset="tiny", overrides=[f"train.seed={2**63 - 1}"]).train.seed == 2**63 - 1

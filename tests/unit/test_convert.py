@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fedray.data import DataError, load_rows, open_dataset, split_rows
-from fedray.data.audio import log_mel, mel_filterbank, read_wav, resample
+from fedray.data.audio import log_mel, mel_filters, read_wav, resample
 from fedray.data.convert import convert_advance, convert_coco
 
 
@@ -108,11 +108,26 @@ def test_log_mel_peaks_at_the_tone():
     rate = 16000
     t = np.arange(rate // 4) / rate
     feats = log_mel(np.sin(2 * np.pi * 1000 * t).astype(np.float32), rate, n_mels=40)
-    fb = mel_filterbank(40, 400, rate)
+    fb = mel_filters(40, 400, rate)
     tone_bin = int(round(1000 / (rate / 2) * 200))  # FFT bin of 1 kHz
     assert feats.mean(0).argmax() == fb[:, tone_bin].argmax()
     assert feats.shape[0] == 1 + (rate // 4) // 160
     assert len(resample(np.zeros(800, np.float32), 8000, 16000)) == 1600
+
+
+@pytest.mark.parametrize(("n_mels", "n_fft", "rate"), [(128, 400, 16000), (40, 400, 16000), (64, 512, 22050), (8, 100, 8000)])
+def test_transformers_mel_filters_equal_the_htk_formula_fedray_used(n_mels, n_fft, rate):
+    # the hand-written filter bank these features were built with until transformers' replaced it
+    def to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    edges = 700.0 * (10.0 ** (np.linspace(to_mel(20.0), to_mel(rate / 2), n_mels + 2) / 2595.0) - 1.0)
+    bins = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up, down = (bins - lower) / np.maximum(centre - lower, 1e-9), (upper - bins) / np.maximum(upper - centre, 1e-9)
+    reference = np.maximum(0.0, np.minimum(up, down))
+
+    assert np.abs(mel_filters(n_mels, n_fft, rate) - reference).max() < 1e-6
 
 
 def test_advance_bad_wav_names_the_file(tmp_path):

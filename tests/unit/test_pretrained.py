@@ -126,11 +126,28 @@ def test_bad_checkpoints_are_clear_errors_before_compute(tmp_path):
     with pytest.raises(ConfigError, match=r"model\.towers\.text\.hidden_size.*384"):
         load_config(preset="tiny", overrides=[f"model.towers.text={{checkpoint: {MINILM}, hidden_size: 64}}"])
     vit = ViTModel(ViTConfig(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             intermediate_size=64))
+                             intermediate_size=64, num_channels=4))
     vit.save_pretrained(tmp_path / "vit64")
     cfg = load_config(preset="tiny", overrides=[f"model.towers.image={{checkpoint: {tmp_path / 'vit64'}}}"])
-    with pytest.raises(ConfigError, match=r"model\.towers\.image\.checkpoint.*64px"):
+    with pytest.raises(ConfigError, match=r"model\.towers\.image\.checkpoint.*4-channel.*3 channels"):
         plan_run(cfg)
+    with pytest.raises(ConfigError, match=r"model\.towers\.text\.max_length.*512 positions"):
+        plan_run(load_config(preset="tiny", overrides=[f"model.towers.text={{checkpoint: {MINILM}, max_length: 600}}"]))
+
+
+def test_a_checkpoint_of_another_image_size_reads_resized_images(tmp_path):
+    vit = ViTModel(ViTConfig(image_size=48, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64), add_pooling_layer=False)
+    vit.save_pretrained(tmp_path / "vit48")
+    cfg = load_config(preset="tiny", overrides=[f"model.towers.image={{checkpoint: {tmp_path / 'vit48'}}}"])
+    assert cfg.model.towers["image"].image_size == 48  # from the checkpoint, not the dataset's 32 px
+    info = plan_run(cfg).info
+    tower = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).towers["image"]
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    h, _ = tower.embed({"image": images})
+    assert h.shape == (2, 37, 32)  # 6 x 6 patches of the 48 px image + CLS
+    resized = torch.nn.functional.interpolate(images, size=(48, 48), mode="bilinear", antialias=True)
+    assert torch.equal(h, vit.embeddings(resized))
 
 
 def test_an_ast_checkpoint_brings_its_patch_stride(tmp_path):
