@@ -16,6 +16,10 @@ import yaml
 
 from fedray.config import ConfigError, ExperimentConfig, dump_yaml
 from fedray.config.loader import build
+from fedray.data import open_dataset
+from fedray.data.fingerprint import compare, fingerprint
+from fedray.model.export import export_run
+from fedray.model.pretrained import checkpoint_inputs
 from fedray.plan import RunPlan, local_cpus, pack_hosts, plan_data
 from fedray.rundir import CLIENTS, RunDir
 from fedray.schedules import method
@@ -54,7 +58,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | None = None, *, address: st
             raise
         run_dir.write_text("config.yaml", dump_yaml(cfg))
         run_dir.write_json("partition.json", plan.partition)
-        return _execute(_packed(plan), run_dir, [], None, progress, on_record)
+        data = fingerprint(plan.info) if cfg.runtime.checkpoint_every else None  # what --resume compares with
+        return _execute(_packed(plan), run_dir, [], None, data, progress, on_record)
 
 
 def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, address: str | None = None,
@@ -76,6 +81,12 @@ def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, addr
             raise ConfigError(f"--resume {run_dir}: the checkpoint was written with a different config: "
                               f"{checkpoint.describe_diff(saved.config, _plain(cfg), diff)}; resume without "
                               "config arguments to use the run's own config, or start a new run")
+    # Before planning: a replaced file is named as such, not by whatever planning then finds odd about it.
+    data = fingerprint(checkpoint_inputs(cfg, open_dataset(cfg.data.source, cfg.data.storage)))
+    changed = compare(saved.data, data)
+    if changed:  # continuing on other data would mix two datasets in one result
+        raise ConfigError(f"--resume {run_dir}: the data changed since the checkpoint: {'; '.join(changed)}; "
+                          "restore the data the run started with, or start a new run")
     plan = plan_data(cfg)
     rows = list(saved.rows)
     with _session(cfg, address):
@@ -83,7 +94,7 @@ def resume_experiment(run_dir: str, cfg: ExperimentConfig | None = None, *, addr
         rdir.write_text("config.yaml", dump_yaml(cfg))
         for row in rows if on_record is not None else ():
             on_record(row)
-        return _execute(_packed(plan), rdir, rows, saved.state, progress, on_record)
+        return _execute(_packed(plan), rdir, rows, saved.state, data, progress, on_record)
 
 
 def _plain(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -110,9 +121,10 @@ def _packed(plan: RunPlan) -> RunPlan:
 
 
 def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], state: ServerState | None,
-             progress: Callable[[str], None] | None,
+             data: dict[str, Any] | None, progress: Callable[[str], None] | None,
              on_record: Callable[[dict[str, Any]], None] | None) -> RunResult:
-    """Drive the rounds, write rows, checkpoints, the final model and the summary."""
+    """Drive the rounds, write rows, checkpoints (with the data's fingerprint ``data``), the final model, the
+    towers and the summary."""
     cfg = plan.cfg
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()
@@ -128,15 +140,17 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], state: 
                 if on_record is not None:
                     on_record(record)
             elif isinstance(event, Checkpoint):
-                run_dir.write_bytes(checkpoint.CHECKPOINT, checkpoint.dumps(_plain(cfg), list(rows), event.state))
+                run_dir.write_bytes(checkpoint.CHECKPOINT, checkpoint.dumps(_plain(cfg), list(rows), event.state, data))
             elif isinstance(event, Finished):
                 outcome = event.outcome
         assert outcome is not None, "the run ended without a final result"
+        final = outcome.state
+        run_dir.write_bytes(checkpoint.MODEL, checkpoint.model_bytes(final.tensors))
+        # one save_pretrained directory per tower (AutoModel.from_pretrained loads it), local or s3://
+        run_dir.write_tree("towers", lambda path: export_run(cfg, plan.info, final.tensors, path))
     except BaseException as err:
         run_dir.write_text("FAILED", f"{type(err).__name__}: {err}\n")
         raise
-    final = outcome.state
-    run_dir.write_bytes(checkpoint.MODEL, checkpoint.model_bytes(final.tensors))
     spent = final.ledger.total
     summary = {
         "name": cfg.name,

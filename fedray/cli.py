@@ -9,6 +9,7 @@ import sys
 from fedray.config import ConfigError, load_config, preset_names
 from fedray.schedules import METHODS
 from fedray.server.fleet import ClientError
+from fedray.training.finite import NonFiniteError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -157,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset, methods=args.methods,
                               probe_batch=args.probe_batch)
             print(json.dumps(report, indent=2) if args.json else to_text(report))
-    except (ConfigError, ValueError, OSError) as err:
+    except NonFiniteError as err:
+        # A diverged run (NaN/inf loss, update, global model or embedding; names round, client, tensor): its
+        # inputs must change (learning rates, data values), as for bad input: exit 2, and no summary.json.
+        print(f"fedray: error: {err}", file=sys.stderr)
+        return 2
+    except (ConfigError, ValueError, OSError) as err:  # bad input (DataError names file, row, column, client)
         print(f"fedray: error: {err}", file=sys.stderr)
         return 2
     except ClientError as err:  # carries the failing client's id and traceback

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,22 @@ class RunDir:
     def write_json(self, name: str, data: Any) -> None:
         self.write_text(name, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
+    def write_tree(self, name: str, fill: Callable[[Path], Any]) -> None:
+        """Write directory ``name`` whole: ``fill(path)`` creates ``path`` (absent when called) and its files in a
+        temp directory beside it, which then replaces ``name`` (left by an unfinished run's interrupted end)."""
+        tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
+        try:
+            fill(tmp / name)
+            for f in (tmp / name).rglob("*"):  # writers such as save_pretrained may create files 0600
+                if f.is_file():
+                    os.chmod(f, FILE_MODE)
+            target = self.path / name
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp / name, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def append_row(self, row: dict[str, Any]) -> None:
         """Add one metrics row; ``metrics.jsonl`` is rewritten atomically so it is never torn."""
         self._rows.append(json.dumps(row, default=_jsonable))
@@ -168,6 +186,14 @@ class S3RunDir(RunDir):
     def write_bytes(self, name: str, data: bytes) -> None:
         self.fs.pipe_file(f"{st.strip(self.path)}/{name}", data)
 
+    def write_tree(self, name: str, fill: Callable[[Path], Any]) -> None:
+        """``fill`` writes the directory locally (a temp dir), then each file becomes one object under ``name/``."""
+        with tempfile.TemporaryDirectory(prefix="fedray-tree-") as tmp:
+            local = Path(tmp) / name
+            fill(local)
+            for f in sorted(p for p in local.rglob("*") if p.is_file()):
+                self.fs.pipe_file(f"{st.strip(self.path)}/{name}/{f.relative_to(local).as_posix()}", f.read_bytes())
+
     def append_lines(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Objects cannot be appended to: the file is written whole (one PUT) with every line so far."""
         lines = self._lines.setdefault(name, [])
@@ -201,11 +227,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def clean_strays(path: Path) -> list[str]:
-    """Remove temp files that interrupted atomic writes left in a run directory; returns their names."""
+    """Remove temp files and directories that interrupted atomic writes left in a run directory; returns their
+    names."""
     removed = []
     for entry in path.iterdir():
-        if entry.is_file() and _STRAY.match(entry.name):
-            entry.unlink(missing_ok=True)
+        if _STRAY.match(entry.name) and (entry.is_file() or entry.is_dir()):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
             removed.append(entry.name)
     return sorted(removed)
 

@@ -13,6 +13,7 @@ import numpy as np
 import ray
 
 from fedray.backend.actors import HostActor
+from fedray.backend.errors import reraise_user_error
 from fedray.client import FrozenValues, HostResult, RoundTask
 from fedray.plan import RunPlan
 from fedray.server.fleet import ClientError, RoundResults
@@ -47,7 +48,11 @@ class RayFleet:
         if pending:
             raise TimeoutError(f"{len(pending)} client actors did not start within {max(self.timeout, 120.0):g}s; "
                                "is the cluster big enough for runtime.client_cpus / client_gpus?")
-        ray.get(done)
+        try:
+            ray.get(done)
+        except ray.exceptions.RayError as err:  # a bad row in a client's shard: one line naming client, row, column
+            reraise_user_error(err)
+            raise
 
     def run_round(self, tasks: list[RoundTask], payload: dict[str, np.ndarray],
                   frozen: FrozenValues | None) -> RoundResults:
@@ -79,6 +84,7 @@ class RayFleet:
                     log.warning("round %d: client(s) %s lost (%s)", rnd, list(tasks[i].clients), _first_line(err))
                     continue
                 except ray.exceptions.RayTaskError as err:  # the client's own code raised: never retried
+                    reraise_user_error(err)  # bad data or a non-finite loss/update: fedray's own one-line error
                     raise ClientError(f"client(s) {list(tasks[i].clients)} failed in round {rnd}:\n"
                                       f"{_ANSI.sub('', str(err))}") from None
                 if fresh and tasks[i].host in self._trained and tasks[i].host not in lost_hosts:  # between rounds
@@ -128,6 +134,9 @@ class RayFleet:
                 return
             except ray.exceptions.ActorUnavailableError:
                 time.sleep(0.5)
+            except ray.exceptions.RayTaskError as err:  # restarted, but its shard no longer decodes
+                reraise_user_error(err)
+                raise
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 return  # gone for good (restarts used up) or still not back: the retry reports it
 

@@ -8,6 +8,7 @@ import ray
 import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from fedray.backend.errors import reraise_user_error
 from fedray.backend.fleet import RayFleet, start_hosts
 from fedray.backend.metrics import RunMetrics
 from fedray.backend.session import client_resources
@@ -21,19 +22,30 @@ class ServerActor:
     def __init__(self, plan: RunPlan, namespace: str, cpus: float, gpus: float, state: ServerState | None) -> None:
         torch.set_num_threads(1)
         self.plan = plan
-        self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method)
-        self.fleet = RayFleet(plan, namespace, cpus, gpus, self.metrics)
-        self.ctx, self.evaluate, initial = build_server(plan)
-        self.state = state or initial
+        self.fleet: RayFleet | None = None
+        self.error: Exception | None = None
+        try:
+            self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method)
+            self.fleet = RayFleet(plan, namespace, cpus, gpus, self.metrics)
+            self.ctx, self.evaluate, initial = build_server(plan)
+            self.state = state or initial
+        except Exception as err:  # noqa: BLE001 - re-raised by run(), whole
+            # Ray keeps only the text of a constructor's error (ActorDiedError); a method's error travels as the
+            # object itself, so a bad row or a client's failure reaches the driver with its fields.
+            self.error = err
 
     def run(self) -> Iterator[Event]:
         try:
+            if self.error is not None:
+                raise self.error
+            assert self.fleet is not None
             for event in run_rounds(self.state, self.ctx, self.fleet, self.evaluate, self.plan.cfg.runtime.checkpoint_every):
                 if isinstance(event, RoundDone):
                     self.metrics.on_round(event.record)
                 yield event
         finally:
-            self.fleet.close()
+            if self.fleet is not None:
+                self.fleet.close()
 
 
 def run_on_ray(plan: RunPlan, namespace: str, state: ServerState | None = None) -> Iterator[Event]:
@@ -53,12 +65,12 @@ def run_on_ray(plan: RunPlan, namespace: str, state: ServerState | None = None) 
     ).remote(plan, namespace, cpus, gpus, state)
     try:
         for ref in server.run.options(num_returns="streaming").remote():
-            try:
-                yield ray.get(ref)
-            except ray.exceptions.RayTaskError as err:
-                if isinstance(err.cause, (ClientError, TimeoutError)):
-                    raise err.cause from None  # the server's own message, without Ray's wrapping
-                raise
+            yield ray.get(ref)
+    except ray.exceptions.RayError as err:  # RayTaskError from the loop; ActorDiedError if the actor itself died
+        reraise_user_error(err)  # bad data, a non-finite value, a config error: one line, with its fields
+        if isinstance(err, ray.exceptions.RayTaskError) and isinstance(err.cause, (ClientError, TimeoutError)):
+            raise err.cause from None  # the server's own message, without Ray's wrapping
+        raise
     finally:
         ray.kill(server)
         for actor in hosts:  # normally already killed by the server's fleet.close()

@@ -21,11 +21,13 @@ import torch
 
 from fedray.client.prefix_cache import PrefixCache, cache_enabled, rows
 from fedray.config import ExperimentConfig
-from fedray.data import DatasetInfo, Shard, load_rows
+from fedray.data import DatasetInfo
+from fedray.data.dataset import load_client_shards
 from fedray.model import build_model
 from fedray.resources.meter import StepMeter, cuda_peak
 from fedray.schedules import StageSpec
 from fedray.training import PartialSum, configure_trainable, local_train
+from fedray.training.finite import NonFiniteError, check_tensors
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class ClientHost:
         self.cfg = cfg
         self.device = torch.device(device)
         max_length = max((t.max_length for m, t in cfg.model.towers.items() if m == "text"), default=32)  # captions
-        self.shards = _load_shards(info, rows, max_length, cfg.data.caption)
+        self.shards = load_client_shards(info, rows, max_length, cfg.data.caption)  # a bad row names its client
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
         self.frozen_stage: int | None = None  # the stage whose frozen values this host holds
@@ -145,25 +147,21 @@ class ClientHost:
             shard = self.shards[client]
             entry = self.cache.prepare(client, self.model, shard, spec) if self.cache is not None else None
             meter = self._meters.setdefault(spec.index, StepMeter())
-            with cuda_peak(self.device) as cuda:
-                stats = local_train(self.model, shard, spec, self.cfg.train,
-                                    client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment,
-                                    cached=partial(rows, entry) if entry is not None else None,
-                                    measure=meter.step if meter.cost is None else None, proximal=self.proximal)
-            result.partial.add(stats.num_samples, to_numpy(self.model.state(spec.exchanged)))
+            try:
+                with cuda_peak(self.device) as cuda:
+                    stats = local_train(self.model, shard, spec, self.cfg.train,
+                                        client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment,
+                                        cached=partial(rows, entry) if entry is not None else None,
+                                        measure=meter.step if meter.cost is None else None, proximal=self.proximal)
+            except NonFiniteError as err:  # the loss check knows the step; the round and client are known here
+                raise err.located(round=task.round + 1, client=client) from None
+            update = to_numpy(self.model.state(spec.exchanged))
+            # a NaN weight with a finite loss (e.g. an overflowing step) must never reach the partial sum
+            check_tensors(update, "update", self.model.group_of, round=task.round + 1, client=client)
+            result.partial.add(stats.num_samples, update)
             cost = meter.cost if stats.steps else None
             result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
                                               time.perf_counter() - start, cost.flops * stats.steps if cost else 0,
                                               (cuda[0] or cost.memory_bytes) if cost else 0))
         return result
 
-
-def _load_shards(info: DatasetInfo, rows: dict[int, np.ndarray], max_length: int, caption: int
-                 ) -> dict[int, Shard]:
-    """Decode every client's rows in one pass over the file (hundreds of clients per host), then split."""
-    clients = sorted(rows)
-    if not clients:
-        return {}
-    whole = load_rows(info, np.concatenate([rows[c] for c in clients]), max_length, caption=caption)
-    bounds = np.cumsum([0] + [len(rows[c]) for c in clients])
-    return {c: Shard({k: v[bounds[i]:bounds[i + 1]] for k, v in whole.tensors.items()}) for i, c in enumerate(clients)}

@@ -1,7 +1,8 @@
 """Checkpoint and model files of a run directory (local or s3://). No Ray.
 
 A checkpoint is the server's state (:class:`~fedray.server.state.ServerState`, serialized by ``state.to_dict``)
-plus the config as in config.yaml and the metrics rows so far. It holds only tensors and plain Python values, so
+plus the config as in config.yaml, the metrics rows so far, and the fingerprint of the data the run reads
+(``fedray.data.fingerprint``: ``--resume`` refuses data that changed since). It holds only tensors and plain Python values, so
 it loads with ``torch.load(weights_only=True)``: opening a checkpoint never runs code from the file. The final
 model is ``model.safetensors``: the global tensors by name.
 """
@@ -36,12 +37,14 @@ class Saved:
     config: dict[str, Any]  # as written to config.yaml (credentials removed)
     rows: list[dict[str, Any]]  # metrics.jsonl up to the checkpoint
     state: ServerState
+    data: dict[str, Any] | None = None  # fedray.data.fingerprint.fingerprint of the run's data (None: not recorded)
 
 
-def dumps(config: dict[str, Any], rows: list[dict[str, Any]], state: ServerState) -> bytes:
-    """A checkpoint as bytes for the run directory's atomic ``write_bytes``."""
+def dumps(config: dict[str, Any], rows: list[dict[str, Any]], state: ServerState,
+          data: dict[str, Any] | None = None) -> bytes:
+    """A checkpoint as bytes for the run directory's atomic ``write_bytes``; ``data``: the data's fingerprint."""
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "config": config, "rows": rows, "state": to_dict(state)}, buf)
+    torch.save({"format": FORMAT, "config": config, "rows": rows, "state": to_dict(state), "data": data}, buf)
     return buf.getvalue()
 
 
@@ -80,7 +83,7 @@ def load(run_dir: str, storage: StorageConfig | None = None) -> Saved:
         found = data.get("format") if isinstance(data, dict) else None
         raise ConfigError(f"--resume {run_dir}: {CHECKPOINT} is not a fedray checkpoint of format {FORMAT}"
                           + (f" (it has format {found}, from an older fedray)" if isinstance(found, int) else ""))
-    return Saved(data["config"], list(data["rows"]), from_dict(data["state"]))
+    return Saved(data["config"], list(data["rows"]), from_dict(data["state"]), data.get("data"))
 
 
 def config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -20,6 +20,7 @@ from fedray.schedules import StageSpec
 from fedray.server.fleet import Fleet
 from fedray.server.rounds import RoundContext, apply_round, exchanged, plan_round
 from fedray.server.state import ServerState
+from fedray.training.finite import NonFiniteError, check_tensors
 
 Evaluate = Callable[[dict[str, np.ndarray], StageSpec], dict[str, float]]  # global tensors, stage -> eval/* metrics
 
@@ -66,9 +67,15 @@ def run_rounds(state: ServerState, ctx: RoundContext, fleet: Fleet, evaluate: Ev
         frozen = FrozenValues(plan.stage.index, {n: state.tensors[n] for n in ctx.names(plan.stage.frozen)})
         results = fleet.run_round(list(plan.tasks), exchanged(state, plan, ctx), frozen if frozen.tensors else None)
         state, record = apply_round(state, plan, results, ctx)
+        # finite updates can still sum (or a server optimiser step) to inf: never carry on from a broken model
+        check_tensors({n: state.tensors[n] for n in ctx.names(plan.stage.exchanged)}, "global model",
+                      ctx.group_of.get, round=record.round)
         row = record.row(ctx.method) | {"time/round_s": time.perf_counter() - start}
         if ctx.evaluates(record.round):
-            metrics = evaluate(state.tensors, plan.stage)
+            try:
+                metrics = evaluate(state.tensors, plan.stage)
+            except NonFiniteError as err:  # evaluation names the tower and held-out rows; the round is known here
+                raise err.located(round=record.round) from None
             row |= metrics
         yield RoundDone(row | {"time/elapsed_s": time.perf_counter() - t0}, [asdict(c) for c in record.clients])
         if checkpoint_every and state.rounds_done % checkpoint_every == 0:
