@@ -201,16 +201,6 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _progress_line(r: dict[str, Any]) -> str:
-    loss = r.get("train/loss")
-    r1 = r.get("eval/i2t_r1")
-    parts = [f"[{r['method']}] stage {r['stage']} round {r['round']:>3}",
-             f"loss {loss:.4f}" if loss is not None else "loss   n/a"]
-    if r.get("eval/accuracy") is not None:
-        parts.append(f"acc {r['eval/accuracy']:.3f} macro-F1 {r.get('eval/macro_f1', math.nan):.3f}")
-    if r1 is not None:
-        parts.append(f"i2t R@1 {r1:.3f} t2i R@1 {r.get('eval/t2i_r1', math.nan):.3f}")
-    if r.get("fault/client_failures") or r.get("fault/stragglers"):
-        parts.append(f"faults: {r.get('fault/client_failures', 0)} lost, {r.get('fault/stragglers', 0)} dropped, "
-                     f"{r.get('fault/retries', 0)} retries")
-    parts.append(f"{r['time/elapsed_s']:.1f}s")
-    return " | ".join(parts)
+    from fedray.progress import round_line  # one format for the CLI's display and the default lines
+
+    return round_line(r)

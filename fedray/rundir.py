@@ -49,9 +49,7 @@ class RunDir:
         if out is not None and st.is_s3(out):
             return S3RunDir.claim(out, storage)
         if out is not None:
-            path = Path(out)
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise OutputError(f"--out {out}: exists and is not empty; fedray never overwrites an earlier run")
+            path = check_out(out)
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as err:
@@ -238,6 +236,18 @@ def clean_strays(path: Path) -> list[str]:
                 entry.unlink(missing_ok=True)
             removed.append(entry.name)
     return sorted(removed)
+
+
+def check_out(out: str) -> Path:
+    """A local ``--out`` must be absent or an empty directory (checked again, then claimed, by ``create``)."""
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if (path / "checkpoint.pt").is_file() and not (path / "summary.json").exists():
+            hint = f"; it holds an interrupted run: continue it with `fedray run --resume {out}`"
+        else:
+            hint = "; choose a new --out (without one, runs go to runs/<name>-<timestamp>)"
+        raise OutputError(f"--out {out}: exists and is not empty; fedray never overwrites an earlier run{hint}")
+    return path
 
 
 def _check_writable(path: Path) -> None:

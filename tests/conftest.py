@@ -18,6 +18,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("RAY_ADDRESS", None)
 
+_ORDER = {"unit": 0, "integration": 1, "gpu": 2}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Unit tests first (no Ray, seconds each: a broken change fails fast), then integration, then gpu.
+    The sort is stable, so each file keeps its order and its module fixtures stay together."""
+    root = Path(__file__).resolve().parent
+    items.sort(key=lambda item: _ORDER.get(item.path.resolve().relative_to(root).parts[0], 1)
+               if item.path.resolve().is_relative_to(root) else 1)
+
 
 @pytest.fixture(scope="session")
 def ray_local():

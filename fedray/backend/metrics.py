@@ -1,4 +1,4 @@
-"""Dashboard metrics through ``ray.util.metrics``, tagged with the run name and method.
+"""Dashboard metrics through ``ray.util.metrics``, tagged with the run name, its unique id and the method.
 
 Ray exports them on each node's metrics port (Prometheus text) as ``ray_fedray_*``, so they show up in
 the dashboard's Grafana panels next to Ray's own. Recorded in the server actor, one update per round.
@@ -12,15 +12,17 @@ from typing import Any
 
 from ray.util.metrics import Counter, Gauge, Histogram
 
-TAG_KEYS = ("run", "method")
+TAG_KEYS = ("run", "run_id", "method")
 SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000]
 
 
 class RunMetrics:
     """The per-round figures a user watches in the dashboard."""
 
-    def __init__(self, run: str, method: str) -> None:
-        tags = {"run": run, "method": method}
+    def __init__(self, run: str, method: str, run_id: str = "") -> None:
+        """``run``: the config name; ``run_id``: unique per run (its Ray namespace, as in ``RUN_DIR/ray.json``),
+        so two runs of one preset are told apart."""
+        tags = {"run": run, "run_id": run_id, "method": method}
 
         def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> Gauge:
             return Gauge(f"fedray_{name}", doc, tag_keys=TAG_KEYS + extra).set_default_tags(tags)

@@ -25,7 +25,7 @@ class ServerActor:
         self.fleet: RayFleet | None = None
         self.error: Exception | None = None
         try:
-            self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method)
+            self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method, run_id=namespace)
             self.fleet = RayFleet(plan, namespace, cpus, gpus, self.metrics)
             self.ctx, self.evaluate, initial = build_server(plan)
             self.state = state or initial

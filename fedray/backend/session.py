@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from fedray.config import ConfigError, RuntimeConfig
+from fedray.interrupt import kept_sigterm
 
 log = logging.getLogger("fedray")
 GRPC_PROBE_S = 10.0  # an HTTP/2 handshake with a live GCS takes milliseconds; Ray's own connect retries for minutes
@@ -37,14 +38,79 @@ def ray_session(runtime: RuntimeConfig, address: str | None = None) -> Iterator[
         join(target, source)
         yield  # joined a cluster someone else runs: never shut it down
         return
-    start_private(num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard, log_to_driver=True)
     try:
-        yield
+        with kept_sigterm(), _auth_notice_hidden():
+            context = start_private(num_cpus=runtime.num_cpus, include_dashboard=runtime.dashboard, **quiet())
+        announce(context.dashboard_url if runtime.dashboard else None)
+        with raylet_banners_hidden():
+            yield
     finally:
         ray.shutdown()
 
 
-def start_private(**init_kwargs: Any) -> None:
+@contextmanager
+def _auth_notice_hidden() -> Iterator[None]:
+    """Ray 2.60 starts a new local cluster with token authentication (what fedray wants: keep it) and logs
+    "Token authentication is enabled for this Ray cluster" on every start: that notice is hidden unless -v.
+    Setting RAY_AUTH_MODE=token instead would also silence it, but after ``import ray`` the driver's cached
+    config no longer sees the variable and the driver's own connection is refused."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    if not verbose():
+        notice.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        notice.setLevel(level)
+
+
+def verbose() -> bool:
+    """``fedray -v``: show Ray's INFO lines and the actors' output (``FEDRAY_VERBOSE=1``)."""
+    return os.environ.get("FEDRAY_VERBOSE", "0") == "1"
+
+
+def quiet() -> dict[str, Any]:
+    """``ray.init`` arguments: by default Ray's INFO lines and the actors' stdout/stderr (torch and Ray
+    chatter, teardown dumps) stay in the session's log files; fedray's own lines and warnings still print."""
+    loud = verbose()
+    return {"log_to_driver": loud, "logging_level": logging.INFO if loud else logging.WARNING}
+
+
+@contextmanager
+def raylet_banners_hidden() -> Iterator[None]:
+    """Without -v, hide the raylet's error-channel banners ("(raylet) Task was killed due to the node running
+    low on memory ...", "(raylet) Raylet is terminated ..."): Ray's driver prints them whatever
+    ``log_to_driver`` says. fedray reports the same events itself (``faults: N lost`` on the round line)."""
+    if verbose():
+        yield
+        return
+    _show_raylet_banners(False)
+    try:
+        yield
+    finally:
+        _show_raylet_banners(True)
+
+
+def _show_raylet_banners(show: bool) -> None:
+    # The switch Ray itself uses to mute worker and raylet lines at a debugger breakpoint; with
+    # log_to_driver=False the raylet's error channel is all it still governs.
+    if hasattr(ray._private.worker, "_worker_logs_enabled"):
+        ray._private.worker._worker_logs_enabled = show
+
+
+def announce(dashboard_url: str | None) -> None:
+    """Where to watch a private local Ray: its dashboard (token-protected) and the Prometheus metrics."""
+    node = ray._private.worker._global_node  # the node this driver started; Ray has no public accessor
+    port = getattr(node, "metrics_export_port", None)
+    if dashboard_url:
+        token = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+        log.info("Ray dashboard: http://%s (token authentication: its API wants the header "
+                 "'Authorization: Bearer <the token in %s>')", dashboard_url, token)
+    if port:
+        log.info("metrics (Prometheus text): http://127.0.0.1:%s/metrics", port)
+
+
+def start_private(**init_kwargs: Any) -> Any:
     """``ray.init(address="local")`` with every Ray server of the new instance listening on 127.0.0.1 only.
 
     Ray decides where its servers listen from the node IP: 127.0.0.1 makes the GCS, raylet, object manager,
@@ -63,13 +129,14 @@ def start_private(**init_kwargs: Any) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         # dashboard_host: the dashboard, when asked for, is on loopback too.
-        ray.init(address="local", dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **init_kwargs)
+        context = ray.init(address="local", dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **init_kwargs)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
     node_ip = ray.util.get_node_ip_address()
     if node_ip != "127.0.0.1":  # a Ray release that changed the rule: say so rather than listen silently
         log.warning("the private local Ray runs with node IP %s, not 127.0.0.1: its servers may listen beyond "
                     "this machine (token authentication still guards them)", node_ip)
+    return context
 
 
 def target_address(runtime: RuntimeConfig, address: str | None) -> tuple[str | None, str]:
@@ -93,7 +160,10 @@ def join(target: str, source: str) -> None:
         if not target.startswith("ray://"):
             _probe_grpc(target, where)
     try:
-        ray.init(address=target, log_to_driver=True)
+        with kept_sigterm():
+            ray.init(address=target, **quiet())
+        if not verbose():
+            _show_raylet_banners(False)  # stays so while connected: ray.shutdown() by whoever ends the job
     except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as err:
         if _is_auth_failure(err):
             raise ClusterError(

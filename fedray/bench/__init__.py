@@ -6,13 +6,17 @@ from typing import Any
 
 from fedray.bench.common import write_json
 
-NAMES = ("overhead", "prefix-cache", "scale", "validate")
+NAMES = ("startup", "overhead", "prefix-cache", "scale", "validate")
 
 
 def run_bench(name: str, repeats: int | None = None, json_out: str | None = None, device: str = "cpu",
               loop_threads: list[int] | None = None) -> dict[str, Any]:
     """Run one benchmark and write its report to ``json_out``."""
-    if name == "overhead":
+    if name == "startup":
+        from fedray.bench import startup
+
+        report = startup.run(repeats or 5)
+    elif name == "overhead":
         from fedray.bench import overhead
 
         report = overhead.run(repeats or 3, device, loop_threads=tuple(loop_threads) if loop_threads else None)

@@ -80,7 +80,8 @@ def _read_file(path: str) -> str:
     if p.is_dir():
         raise ConfigError(f"config file {path}: is a directory, not a YAML file")
     if not p.is_file():
-        raise ConfigError(f"config file {path}: not found")
+        hint = f"; '{path}' is a packaged preset: use --preset {path}" if path in preset_names() else ""
+        raise ConfigError(f"config file {path}: not found{hint}")
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -148,11 +149,10 @@ def resolve_key(key: str) -> str:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (or a unique suffix: ``method=lw``); values are parsed as YAML."""
+    check_overrides(overrides)
     out = copy.deepcopy(raw)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.method=lw")
+        key, _, text = item.partition("=")
         node = out
         parts = resolve_key(key.strip()).split(".")
         for part in parts[:-1]:
@@ -162,6 +162,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = child
         node[parts[-1]] = parse_yaml(text, f"override {item!r}") if text.strip() else None
     return out
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Every override has the form KEY=VALUE (checked before any file is read: ``--set a.b c`` would
+    otherwise surface as a missing config file ``c``)."""
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.method=lw")
 
 
 def build(raw: dict[str, Any]) -> ExperimentConfig:
@@ -176,6 +185,7 @@ def load_config(path: str | None = None, preset: str | None = None, overrides: l
     """Load a config from a file and/or preset plus overrides."""
     if path is None and preset is None:
         preset = "default"
+    check_overrides(overrides or [])
     return build(apply_overrides(load_raw(path, preset), overrides or []))
 
 

@@ -164,7 +164,7 @@ class DataConfig:
     source: str = "emoji"  # an embedded set (emoji, avdigits), a Parquet path, or an s3:// URI
     num_clients: int = 4
     partition: PartitionConfig = field(default_factory=PartitionConfig)
-    train_limit: int | None = None  # use only the first N training rows (quick runs)
+    train_limit: int | None = None  # a seeded sample of N training rows, stratified by label (quick runs)
     eval_limit: int | None = None  # evaluate on at most N held-out rows
     augment: bool = False  # random flips/crops of training images
     caption: int = 0  # which caption of each row to use (0 = the main one; rows with fewer use their last)

@@ -20,9 +20,9 @@ def assign_clients(cfg: ExperimentConfig, info: DatasetInfo) -> tuple[tuple[np.n
     part = cfg.data.partition
     use_kmeans = part.label_column == "kmeans"
     train_rows, labels = split_rows(info, "train", None if use_kmeans else part.label_column)
-    if cfg.data.train_limit:
-        train_rows = train_rows[: cfg.data.train_limit]
-        labels = None if labels is None else labels[: cfg.data.train_limit]
+    if cfg.data.train_limit and cfg.data.train_limit < len(train_rows):
+        keep = sample_rows(labels, len(train_rows), cfg.data.train_limit, cfg.train.seed)
+        train_rows, labels = train_rows[keep], None if labels is None else labels[keep]
     if len(train_rows) == 0:
         raise ConfigError(f"config key 'data.source': dataset {info.path} has no rows in split 'train'")
     if use_kmeans:
@@ -46,3 +46,22 @@ def assign_clients(cfg: ExperimentConfig, info: DatasetInfo) -> tuple[tuple[np.n
                     for i, (p, h) in enumerate(zip(parts, hists))],
     }
     return tuple(train_rows[p] for p in parts), report
+
+
+def sample_rows(labels: np.ndarray | None, num_rows: int, limit: int, seed: int) -> np.ndarray:
+    """Positions of a seeded sample of ``limit`` of ``num_rows`` rows, in file order.
+
+    Stratified when there are labels: each class keeps its share (largest remainders round), so an
+    "iid" split of the sample stays iid. The first N rows would not: files are often sorted by class
+    (the emoji set is), and ``train_limit`` then left most classes out.
+    """
+    rng = np.random.default_rng([seed, 0x5A3])  # its own stream: the partitioners draw from ``seed`` itself
+    if labels is None:
+        return np.sort(rng.choice(num_rows, limit, replace=False))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * limit / num_rows
+    take = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - take), kind="stable")[: limit - take.sum()]:
+        take[i] += 1
+    picked = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picked))

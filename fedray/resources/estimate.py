@@ -20,6 +20,7 @@ Input shapes come from the dataset (``data.source``) or, for the paper presets, 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -112,11 +113,13 @@ def scaled(cost: StepCost, probe: int, batch: int) -> StepCost:
 
 
 def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", preset: str | None = None,
-             methods: tuple[str, ...] = tuple(METHODS), probe_batch: int | None = None) -> dict[str, Any]:
+             methods: tuple[str, ...] = tuple(METHODS), probe_batch: int | None = None,
+             on_stage: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Per-stage and whole-run resources of one client for each method (see the module docstring).
 
     ``probe_batch`` measures steps of that many samples and scales them to the batch size (for
-    models whose real step does not fit the machine); CPU only.
+    models whose real step does not fit the machine); CPU only. ``on_stage`` receives each stage's
+    row as soon as it is measured (progress: a paper preset takes minutes).
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -165,6 +168,8 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
             if dev.type == "cuda":
                 row["cuda_max_memory_allocated"] = cuda_bytes
             stages.append(row)
+            if on_stage is not None:
+                on_stage(row)
             total["comm_bytes"] += row["comm_bytes"]
             total["flops"] += row["flops"]
             if analytic_total is not None:
@@ -186,6 +191,12 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
         "workload": {"shard_size": workload.shard_size, "text_length": text_length, **asdict(inputs)},
         "methods": totals, "ratios": ratios, "stages": stages, "seconds": time.perf_counter() - t0,
     }
+
+
+def stage_label(row: dict[str, Any]) -> str:
+    """One measured stage in a few words, for progress output."""
+    return (f"{row['method']} stage {row['stage']}: step {row['step_flops'] / 1e9:.4g} GFLOPs, "
+            f"training memory {_mib(row['memory']['total'])} MiB (modelled)")
 
 
 def _g(flops: int | None, unit: float = 1e9) -> str:

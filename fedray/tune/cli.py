@@ -6,13 +6,17 @@ import argparse
 import sys
 
 from fedray.config import ConfigError
+from fedray.progress import Progress
 from fedray.rundir import RunDir
 from fedray.tune.report import write_report
 from fedray.tune.spec import load_sweep
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run the ``tune`` or ``report`` subcommand; 0 on success, 1 if trials failed or remain, 2 on bad input."""
+def main(args: argparse.Namespace, display: Progress | None = None) -> int:
+    """Run the ``tune`` or ``report`` subcommand; 0 on success, 1 if trials failed or remain, 2 on bad input.
+
+    ``display`` shows the sweep's progress (trials finished, each trial's rounds).
+    """
     try:
         if args.command == "report":
             return _report(args)
@@ -21,7 +25,9 @@ def main(args: argparse.Namespace) -> int:
         spec = load_sweep(args.sweep, args.overrides)
         from fedray.tune.runner import run_sweep  # imports Ray Tune
 
-        out = run_sweep(spec, args.out, resume=args.resume, address=args.address)
+        out = run_sweep(spec, args.out, resume=args.resume, address=args.address, display=display)
+        if display is not None:
+            display.close()
     except (ConfigError, ValueError, OSError) as err:
         print(f"fedray: error: {err}", file=sys.stderr)
         return 2

@@ -49,6 +49,13 @@ def _method_label(method: str) -> str:
     return METHODS[method].label if method in METHODS else method
 
 
+def _legend(ax: Any, **kwargs: Any) -> None:
+    """A legend only over labelled artists: matplotlib warns "No artists with labels" on an empty one
+    (a method whose trials all lack the metric draws nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -73,7 +80,7 @@ def _vs_beta(rows: list[dict[str, Any]], metric: str, path: Path) -> Path:
     ax.set_xlabel("Dirichlet β (smaller = more heterogeneous)")
     ax.set_ylabel(f"final {metric}")
     ax.set_title(f"final {metric} vs data heterogeneity")
-    ax.legend()
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -96,7 +103,7 @@ def _vs_resource(rows: list[dict[str, Any]], metric: str, key: str, label: str, 
     ax.set_xlabel(label)
     ax.set_ylabel(f"final {metric}")
     ax.set_title(f"final {metric} vs {label.split(' (')[0]}")
-    ax.legend()
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -122,6 +129,6 @@ def _curves(trials: list[Trial], metric: str, path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if len(group) <= 8:
-            ax.legend(fontsize=7)
+            _legend(ax, fontsize=7)
     axes[0][0].set_ylabel(metric)
     return _save(fig, path)

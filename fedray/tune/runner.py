@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,11 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from fedray.backend import ray_session
+from fedray.backend.session import verbose
 from fedray.config import build
 from fedray.rundir import OutputError, RunDir
+from fedray.progress import Progress
+from fedray.tune.progress import SweepProgress
 from fedray.tune.report import write_report
 from fedray.tune.bundles import client_gpus, fit_concurrency, num_hosts, trial_bundles
 from fedray.tune.spec import Dist, SweepSpec, parse_sweep, trial_config
@@ -57,9 +63,12 @@ def sweep_dir_for(spec: SweepSpec, out: str | None, resume: bool) -> Path:
     return path
 
 
-def run_sweep(spec: SweepSpec, out: str | None = None, *, resume: bool = False,
-              address: str | None = None) -> SweepOutcome:
-    """Run (or resume) ``spec`` on Ray Tune, then write ``trials.csv``/``trials.md`` and the plots."""
+def run_sweep(spec: SweepSpec, out: str | None = None, *, resume: bool = False, address: str | None = None,
+              display: Progress | None = None) -> SweepOutcome:
+    """Run (or resume) ``spec`` on Ray Tune, then write ``trials.csv``/``trials.md`` and the plots.
+
+    ``display`` shows trials finished of how many and each trial's rounds (Tune's own tables are off).
+    """
     root = sweep_dir_for(spec, out, resume).resolve()
     if resume:  # the sweep as it was started, not as the file reads now
         spec = parse_sweep(yaml.safe_load((root / SWEEP_FILE).read_text()), str(root / SWEEP_FILE))
@@ -67,9 +76,12 @@ def run_sweep(spec: SweepSpec, out: str | None = None, *, resume: bool = False,
         (root / SWEEP_FILE).write_text(spec.to_yaml())
     base = _absolute_paths(spec.base)
     start = time.perf_counter()
+    # Tune creates grid trials lazily: an interrupt can come before some exist at all.
+    grid_trials = spec.num_samples * math.prod(len(d.args) for d in spec.search_space.values() if d.kind == "grid")
     with ray_session(build(base).runtime, address):
         cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
         concurrency = _concurrency(spec, cluster)
+        callbacks = [SweepProgress(display, spec, base, grid_trials, concurrency)] if display is not None else []
         trainable = tune.with_resources(
             tune.with_parameters(fedray_trial, base=base, sweep_dir=str(root), sweep_name=spec.name),
             resources=lambda params: tune.PlacementGroupFactory(_bundles(spec, base, params, cluster, concurrency)),
@@ -78,15 +90,14 @@ def run_sweep(spec: SweepSpec, out: str | None = None, *, resume: bool = False,
             tuner = tune.Tuner.restore(str(root / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=True)
         else:
             tuner = tune.Tuner(trainable, param_space=param_space(spec.search_space),
-                               tune_config=_tune_config(spec, concurrency), run_config=_run_config(root))
-        grid = tuner.fit()
+                               tune_config=_tune_config(spec, concurrency), run_config=_run_config(root, callbacks))
+        with _quiet_tune():
+            grid = tuner.fit()
     errors = [f"{r.path}: {r.error}" for r in grid if r.error is not None]
     write_report([str(root)], str(root), metric=spec.metric)
     # Trial states as Tune saved them (the in-memory grid counts an interrupted, pending trial as ended).
     states = [t.status for t in tune.ExperimentAnalysis(str(root / TUNE_DIR)).trials]
-    # Tune creates grid trials lazily: an interrupt can come before some exist at all.
-    expected = max(len(states), spec.num_samples * math.prod(
-        len(d.args) for d in spec.search_space.values() if d.kind == "grid"))
+    expected = max(len(states), grid_trials)
     unfinished = expected - sum(s in ("TERMINATED", "ERROR") for s in states)
     return SweepOutcome(str(root), concurrency, expected, errors, unfinished, time.perf_counter() - start)
 
@@ -134,9 +145,27 @@ def _tune_config(spec: SweepSpec, concurrency: int) -> tune.TuneConfig:
                            trial_dirname_creator=lambda trial: trial.trial_id)
 
 
-def _run_config(root: Path) -> tune.RunConfig:
-    return tune.RunConfig(name=TUNE_DIR, storage_path=str(root), verbose=1,
-                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+def _run_config(root: Path, callbacks: list[tune.Callback] | None = None) -> tune.RunConfig:
+    # No status tables unless -v (a 2-trial sweep printed 436 lines): fedray's SweepProgress reports instead.
+    return tune.RunConfig(name=TUNE_DIR, storage_path=str(root), verbose=1 if verbose() else 0,
+                          callbacks=callbacks, checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+
+
+@contextmanager
+def _quiet_tune() -> Iterator[None]:
+    """Tune's own output off unless ``-v``: the experiment banner and status tables (the legacy reporter at
+    verbose=0 prints none) and the per-round "snapshotting triggered multiple times" warning, which every
+    trial reporting a checkpoint each round sets off on a local disk where snapshots are cheap."""
+    quiet = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+    saved = {k: os.environ.get(k) for k in quiet}
+    if not verbose():
+        os.environ.update({k: v for k, v in quiet.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def _absolute_paths(base: dict[str, Any]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def s3_server():
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300  # a safety bound: the open port decides
         while True:  # a TCP probe, not HTTP: an HTTP request would use up one unauthenticated action
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()

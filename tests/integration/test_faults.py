@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fedray.api import run_experiment
 from fedray.backend import RayFleet
@@ -27,28 +24,20 @@ SLOW = ["train.rounds=[2,3]", "train.local_epochs=4", "runtime.torch_threads=1",
 
 def test_killed_client_actor_is_restarted_and_the_run_finishes(ray_local, tiny, tmp_path):
     cfg = tiny(*SLOW)
-    stage_two = threading.Event()
-    outcome: dict = {}
+    killed: list[int] = []
 
-    def run() -> None:
-        try:
-            outcome["result"] = run_experiment(cfg, str(tmp_path / "run"), progress=lambda _: None,
-                                               on_record=lambda r: r["round"] == 3 and stage_two.set())
-        except BaseException as err:  # surfaced by the assertions below
-            outcome["error"] = err
+    def kill_after_round_3(record: dict) -> None:
+        # An event, not a time window: round 3's record has reached the driver, so the server is in round 4
+        # (records stream while it goes on) and client 1 still has rounds 4 and 5 to train. Like a killed
+        # process: Ray restarts it, and the new process must get stage 2's frozen blocks back.
+        if record["round"] == 3:
+            namespace = json.loads((tmp_path / "run" / "ray.json").read_text())["namespace"]
+            ray_local.kill(ray_local.get_actor("fedray-client-001", namespace=namespace), no_restart=False)
+            killed.append(record["round"])
 
-    worker = threading.Thread(target=run)
-    worker.start()
-    assert stage_two.wait(300), outcome
-    namespace = json.loads((tmp_path / "run" / "ray.json").read_text())["namespace"]
-    victim = ray_local.get_actor("fedray-client-001", namespace=namespace)
-    time.sleep(0.2)  # round 4 started as soon as round 3's record was produced
-    # Like a killed process: Ray restarts it, and the new process must get stage 2's frozen blocks back.
-    ray_local.kill(victim, no_restart=False)
-    worker.join(600)
+    result = run_experiment(cfg, str(tmp_path / "run"), progress=lambda _: None, on_record=kill_after_round_3)
 
-    assert "error" not in outcome, outcome.get("error")
-    result = outcome["result"]
+    assert killed == [3]
     assert [r["round"] for r in result.rows] == [1, 2, 3, 4, 5]
     assert sum(r["fault/client_failures"] for r in result.rows) == 1  # one kill, counted once (not again on restart)
     assert all(r["fault/completed"] == 2 for r in result.rows)  # min_completion 1.0: the lost client was retried
@@ -60,9 +49,29 @@ def test_killed_client_actor_is_restarted_and_the_run_finishes(ray_local, tiny, 
         assert np.array_equal(value, result.state[name]), name
 
 
+def gate(ray):
+    """A signal the test controls: ``wait()`` resolves once ``open()`` was called. A host actor task that
+    takes ``gate.wait.remote()`` as its argument holds every later task of that actor (actor tasks from one
+    caller run in submission order), so the host is a straggler exactly until the test says otherwise."""
+    import asyncio
+
+    class Gate:  # defined here, so Ray ships it by value (workers cannot import a test module)
+        def __init__(self) -> None:
+            self.event = asyncio.Event()
+
+        async def wait(self) -> dict:
+            await self.event.wait()
+            return {}
+
+        async def open(self) -> None:
+            self.event.set()
+
+    return ray.remote(num_cpus=0)(Gate).remote()
+
+
 @pytest.fixture(scope="module")
 def fleet(ray_local):
-    """One 2-host fleet for the tests below (the straggler test, last, leaves host 1 busy)."""
+    """One 2-host fleet for the tests below (the last one kills host 1 for good)."""
     plan = plan_run(load_config(preset="tiny", overrides=["runtime.torch_threads=1", "runtime.client_cpus=0.5"]))
     fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0)
     ctx, _, state = build_server(plan)
@@ -87,25 +96,34 @@ def test_client_code_error_stops_the_round_naming_the_client(fleet):
 def test_straggler_is_dropped_when_min_completion_allows(ray_local, fleet):
     fleet, spec, payload = fleet
     tasks = [RoundTask(0, 0, spec, (0,)), RoundTask(1, 0, spec, (1,))]
-    ref = ray_local.put(payload)
-    _busy = [fleet.actors[1].train.remote(tasks[1], ref, []) for _ in range(300)]  # host 1 is stuck behind these
-    fleet.timeout, fleet.min_completion = 2.0, 0.5
+    start = time.monotonic()
+    fleet.run_round(tasks, payload, None)  # how long a round takes on this machine, now
+    # The deadline is a generous multiple of that: host 0 always makes it, however loaded the machine.
+    deadline = max(10.0, 10 * (time.monotonic() - start))
+    signal = gate(ray_local)
+    # host 1 is stuck until the gate opens: a call that waits on its argument holds the actor's later calls
+    fleet.actors[1].__ray_call__.remote(lambda actor, _: None, signal.wait.remote())
+    fleet.timeout, fleet.min_completion = deadline, 0.5
+    try:
+        round_ = fleet.run_round(tasks, payload, None)
 
-    round_ = fleet.run_round(tasks, payload, None)
-
-    assert [r.host for r in round_.results] == [0] and round_.dropped == (1,) and round_.lost == ()
-    assert round_.faults == {"fault/client_failures": 0, "fault/stragglers": 1, "fault/retries": 0,
-                             "fault/completed": 1}
-    fleet.min_completion = 1.0
-    with pytest.raises(TimeoutError, match=r"round 1: clients \[1\] did not return within runtime.round_timeout=2s"):
-        fleet.run_round(tasks, payload, None)
+        assert [r.host for r in round_.results] == [0] and round_.dropped == (1,) and round_.lost == ()
+        assert round_.faults == {"fault/client_failures": 0, "fault/stragglers": 1, "fault/retries": 0,
+                                 "fault/completed": 1}
+        fleet.min_completion = 1.0
+        with pytest.raises(TimeoutError, match=rf"round 1: clients \[1\] did not return within "
+                                               rf"runtime.round_timeout={deadline:g}s"):
+            fleet.run_round(tasks, payload, None)
+    finally:
+        ray_local.get(signal.open.remote())  # host 1 catches up on its queued rounds
 
 
 def test_a_client_that_stays_dead_is_dropped_or_stops_the_round(ray_local, fleet):
     fleet, spec, payload = fleet
     tasks = [RoundTask(0, 1, spec, (0,)), RoundTask(1, 1, spec, (1,))]
     ray_local.kill(fleet.actors[1], no_restart=True)  # gone for good: every retry fails
-    fleet.timeout, fleet.min_completion = 60.0, 0.5
+    # A safety bound only: the gather returns as soon as host 0 is done and host 1's death is known.
+    fleet.timeout, fleet.min_completion = 1800.0, 0.5
 
     round_ = fleet.run_round(tasks, payload, None)
 

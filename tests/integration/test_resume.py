@@ -40,11 +40,11 @@ def test_resume_after_driver_kill_is_bit_identical(ray_local, tiny, tmp_path):
     cmd = [sys.executable, "-m", "fedray.cli", "run", "--preset", "tiny", "--out", str(run_dir)]
     cmd += [a for o in OVERRIDES for a in ("--set", o)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 1800  # a safety bound: the checkpoint decides
     while _checkpoint_round(run_dir) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait(30) == -signal.SIGKILL
+    assert proc.wait(300) == -signal.SIGKILL
     at = _checkpoint_round(run_dir)
     assert 2 <= at < 6, f"the driver should die mid-run, after its 2nd checkpoint (checkpoint at round {at})"
     assert not (run_dir / "summary.json").exists() and not (run_dir / "model.safetensors").exists()

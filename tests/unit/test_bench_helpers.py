@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 from fedray.bench.common import MemorySampler, process_tree, rss_bytes
 from fedray.bench.scale import synthetic_dataset
@@ -14,11 +13,13 @@ from fedray.plan import plan_run
 
 
 def test_memory_sampler_counts_child_processes():
-    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 * 2**20); time.sleep(30)"])
+    # The child holds 200 MB (every page written) until its stdin closes, and says when it has them.
+    code = "import sys; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); print('ready', flush=True); " \
+           "sys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 20
-        while rss_bytes(child.pid) < 150 * 2**20 and time.time() < deadline:
-            time.sleep(0.1)
+        assert child.stdout.readline() == "ready\n"
+        assert rss_bytes(child.pid) >= 200 * 2**20
         assert child.pid in process_tree(os.getpid())
         with MemorySampler() as mem:
             pass
@@ -26,7 +27,7 @@ def test_memory_sampler_counts_child_processes():
         assert mem.peak_procs >= 2
     finally:
         child.kill()
-        child.wait()
+        child.communicate()
 
 
 def test_synthetic_dataset_follows_the_schema(tmp_path, tiny):

@@ -53,7 +53,14 @@ def test_lw_run_records_exact_bytes_flops_and_matches_the_estimate(tiny, tmp_pat
 
 def test_resources_cli_prints_json_with_ratios(capsys):
     assert main(["resources", "--preset", "tiny", "--json", "--set", "train.batch_size=16"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)
+    # Progress while it measures (a paper preset takes minutes): one line per stage, i of 5, on stderr.
+    progress = [line.split(" | ")[0] for line in printed.err.splitlines() if line.startswith("[resources] ")]
+    assert [p.split(": step")[0] for p in progress] == [
+        "[resources] 1/5 fedmml stage 1", "[resources] 2/5 lw stage 1", "[resources] 3/5 lw stage 2",
+        "[resources] 4/5 prog stage 1", "[resources] 5/5 prog stage 2"]
+    assert "MiB (modelled)" in progress[0]
     assert set(report["methods"]) == {"fedmml", "lw", "prog"}
     for totals in report["methods"].values():
         assert {"comm_bytes", "flops", "peak_memory_bytes"} <= set(totals)
@@ -78,5 +85,5 @@ def test_compare_rows_show_resources_and_ratios_to_fedmml():
 
     rows = comparison_rows({"fedmml": result(4e6, 8e9, 2**22), "lw": result(2e6, 2e9, 2**21)})
     lw = rows[1]
-    assert (lw["comm_mb"], lw["gflops"], lw["peak_mem_mb"]) == (2.0, 2.0, 2.0)
+    assert (lw["comm_mb"], lw["gflops"], lw["train_mem_mib"]) == (2.0, 2.0, 2.0)
     assert (lw["comm_vs_fedmml"], lw["flops_vs_fedmml"], lw["mem_vs_fedmml"]) == (2.0, 4.0, 2.0)

@@ -110,3 +110,27 @@ def test_dirichlet_without_labels_column_is_an_error(tiny):
 
     with pytest.raises(ConfigError, match="label_column.*'category'"):
         plan_run(tiny("data.partition.kind=dirichlet", "data.partition.label_column=category"))
+
+
+def test_train_limit_takes_a_seeded_sample_stratified_by_label():
+    from fedray.data.assign import sample_rows
+
+    labels = np.repeat(np.arange(4), [400, 300, 200, 100])  # sorted by class, like the emoji file
+
+    keep = sample_rows(labels, len(labels), 100, seed=3)
+
+    assert len(keep) == len(set(keep)) == 100 and np.all(np.diff(keep) > 0)  # distinct, in file order
+    assert np.bincount(labels[keep]).tolist() == [40, 30, 20, 10]  # every class keeps its share
+    assert np.array_equal(keep, sample_rows(labels, len(labels), 100, seed=3))
+    assert not np.array_equal(keep, sample_rows(labels, len(labels), 100, seed=4))
+    plain = sample_rows(None, 1000, 10, seed=3)  # no labels: a plain seeded sample
+    assert len(set(plain)) == 10 and plain.max() < 1000
+
+
+def test_the_tiny_presets_iid_clients_see_every_class(tiny):
+    from fedray.plan import plan_run
+
+    plan = plan_run(tiny())  # train_limit 256 of the emoji set, whose rows are sorted by category
+
+    for client in plan.partition["clients"]:
+        assert all(count > 0 for count in client["label_histogram"]), client
