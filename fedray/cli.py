@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fedray import __version__
 from fedray.config import ConfigError, ExperimentConfig, load_config, preset_names
 from fedray.interrupt import Interrupted, sigterm_raises
+from fedray.schedules import METHODS
 
 if TYPE_CHECKING:
     from fedray.progress import Progress
@@ -52,14 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the resolved config and the plan (clients, hosts, stages, rounds, bytes per round, "
                           "per-client training memory per stage), then exit: no Ray, no training")
 
-    cmp_ = sub.add_parser("compare", help="run fedmml, lw and prog on one config and print a table",
+    cmp_ = sub.add_parser("compare", help=f"run {', '.join(METHODS)} on one config and print a table",
                           parents=[common])
     _config_args(cmp_)
-    cmp_.add_argument("--out", help="directory for the three runs and comparison.csv/.md")
+    cmp_.add_argument("--out", help="directory for the runs and comparison.csv/.md")
 
-    res = sub.add_parser("resources", help="one client's memory, FLOPs and communication for fedmml, lw and prog",
+    res = sub.add_parser("resources", help=f"one client's memory, FLOPs and communication for {', '.join(METHODS)}",
                          parents=[common])
     _config_args(res)
+    for p in (cmp_, res):
+        p.add_argument("--methods", type=_methods, default=tuple(METHODS), metavar="M[,M...]",
+                       help=f"which methods (default: all of {', '.join(METHODS)})")
     res.add_argument("--json", action="store_true", help="print JSON instead of tables")
     res.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                      help="where the measured step runs (cuda also reports torch.cuda.max_memory_allocated)")
@@ -99,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune_.add_argument("sweep", help="sweep YAML (base config, search space, metric, scheduler)")
     tune_.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a sweep key (num_samples=4, base.preset=tiny, 'search_space.train.method="
-                            "{grid: [lw]}') or a base config key (train.total_rounds=8); repeatable")
+                            "{grid: [lw]}') or a base config key (train.local_epochs=2); repeatable")
     tune_.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--out or the latest)")
     tune_.add_argument("--out", help="sweep directory (default runs/sweeps/<name>-<timestamp>)")
     tune_.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local Ray)")
@@ -109,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metric", help="metric to plot (default: the sweep's, else eval/i2t_r1)")
     report.add_argument("--out", help="where to write (default: the directory itself when one is given)")
     return parser
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {unknown or [text]}; choose from {', '.join(METHODS)}")
+    return names
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -194,7 +206,7 @@ def _compare(args: argparse.Namespace, display: Progress) -> None:
         check_out(args.out)
     from fedray.compare import compare, to_text
 
-    root, rows = compare(cfg, args.out, address=args.address, display=display)
+    root, rows = compare(cfg, args.out, address=args.address, display=display, methods=args.methods)
     print(to_text(rows), end="")
     print(f"comparison written to {root}/comparison.md")
 
@@ -203,12 +215,13 @@ def _resources(args: argparse.Namespace, display: Progress) -> None:
     import json
 
     cfg = _config(args)
-    from fedray.resources.estimate import METHODS, estimate, stage_label, to_text, workload_of
+    from fedray.resources.estimate import estimate, stage_label, to_text, workload_of
 
-    total = sum(len(_stages(cfg, m)) for m in METHODS)
+    total = sum(len(_stages(cfg, m)) for m in args.methods)
     display.begin("resources", total, unit="stage")
     done = iter(range(1, total + 1))
-    report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset, probe_batch=args.probe_batch,
+    report = estimate(cfg, workload_of(cfg, args.preset), args.device, args.preset, methods=args.methods,
+                      probe_batch=args.probe_batch,
                       on_stage=lambda row: display.step(stage_label(row), next(done)))
     display.close()
     print(json.dumps(report, indent=2) if args.json else to_text(report))
@@ -266,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 _compare(args, display)
             elif args.command == "resources":
                 _resources(args, display)
-    except (ConfigError, ValueError, OSError) as err:
+    except (ConfigError, ValueError, OSError) as err:  # bad input; also NonFiniteError (a ValueError): a diverged run
         print(f"fedray: error: {err}", file=sys.stderr)
         return 2
     except _run_errors() as err:  # carries the failing client's id and traceback

@@ -1,4 +1,4 @@
-"""``fedray compare``: the three methods on one config, side by side, with a legend under the table."""
+"""``fedray compare``: the registered methods (fedmml, lw, prog) on one config, side by side, with a legend."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from fedray.config import ExperimentConfig
 from fedray.rundir import RunDir
+from fedray.schedules import METHODS, REFERENCE
 
 if TYPE_CHECKING:
     from fedray.api import RunResult
     from fedray.progress import Progress
 
-METHODS = ("fedmml", "lw", "prog")
 # Column keys (comparison.csv) and the headers printed and in the README (a test keeps the README's equal).
 HEADERS = {
     "method": "method",
@@ -49,7 +49,7 @@ CLASSIFICATION_LEGEND = ("accuracy: share of held-out samples classified right; 
 
 def comparison_rows(results: dict[str, RunResult]) -> list[dict[str, Any]]:
     """One row per method with final metrics, resources (comm, FLOPs, modelled memory) and their ratios to FedMML."""
-    base = results["fedmml"].summary["resources"] if "fedmml" in results else {}
+    base = results[REFERENCE].summary["resources"] if REFERENCE in results else {}
     rows = []
     for method, res in results.items():
         s = res.summary
@@ -103,10 +103,12 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 def compare(cfg: ExperimentConfig, out: str | None = None, *, address: str | None = None,
             progress: Callable[[str], None] | None = None,
-            display: Progress | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Run fedmml, lw and prog on ``cfg`` into ``out/<method>``; write comparison.csv and .md.
+            display: Progress | None = None, methods: tuple[str, ...] = tuple(METHODS)
+            ) -> tuple[str, list[dict[str, Any]]]:
+    """Run each of ``methods`` (default: every registered one) on ``cfg`` into ``out/<method>``; write
+    comparison.csv and .md. Any other key (``train.strategy``, ...) is the config's, for every method.
 
-    ``display`` (a :class:`fedray.progress.Progress`) shows method i of 3 and its rounds; without
+    ``display`` (a :class:`fedray.progress.Progress`) shows method i of n and its rounds; without
     it, ``progress`` gets the runs' one-line-per-round output.
     """
     from fedray.api import run_experiment
@@ -120,11 +122,11 @@ def compare(cfg: ExperimentConfig, out: str | None = None, *, address: str | Non
         session = ray_session(cfg.runtime, address)
     results: dict[str, RunResult] = {}
     with session:
-        for i, method in enumerate(METHODS, 1):
+        for i, method in enumerate(methods, 1):
             run_cfg = replace(cfg, train=replace(cfg.train, method=method))
             watch: dict[str, Any] = {"progress": progress}
             if display is not None:
-                display.begin(method, sum(s.rounds for s in build_schedule(run_cfg)), i, len(METHODS))
+                display.begin(method, sum(s.rounds for s in build_schedule(run_cfg)), i, len(methods))
                 watch = {"progress": lambda _: None, "on_record": display.record}
             results[method] = run_experiment(run_cfg, f"{root.path}/{method}", address=address, **watch)
     if display is not None:

@@ -1,4 +1,9 @@
-"""Everything decided on the driver before any compute: data checks, partition, host packing."""
+"""Everything decided on the driver before any compute: data checks, partition, host packing.
+
+Packing ``runtime.clients_per_actor: auto`` depends on the resources the clients really get, so it is a separate
+step (:func:`pack_hosts`) taken once those are known: this machine for the in-process backend and the private
+local Ray, the joined cluster otherwise; a Tune trial packs for the bundles its sweep reserved.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,14 @@ from typing import Any
 import numpy as np
 
 from fedray.config import ConfigError, ExperimentConfig
-from fedray.data import DatasetInfo, load_rows, open_dataset, split_rows
+from fedray.data import DatasetInfo, open_dataset, split_rows
 from fedray.data.assign import assign_clients
 from fedray.data.dataset import read_columns
 from fedray.data.features import audio_stats
 from fedray.data.validate import validate_rows
-from fedray.model import build_model
 from fedray.model.pretrained import checkpoint_inputs
 from fedray.packing import pack_clients, resolve_clients_per_actor
-from fedray.schedules import build_schedule
-from fedray.server import Fleet, Orchestrator
+from fedray.resources.estimate import WORKLOADS, Workload
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class RunPlan:
     info: DatasetInfo
     client_rows: tuple[np.ndarray, ...]  # dataset row indices per client
     eval_rows: np.ndarray
-    hosts: tuple[tuple[int, ...], ...]  # client ids per host
+    hosts: tuple[tuple[int, ...], ...]  # client ids per host (empty until pack_hosts)
     partition: dict[str, Any] = field(default_factory=dict)  # sizes and label histograms (partition.json)
 
     @property
@@ -40,8 +43,19 @@ class RunPlan:
         return {c: self.client_rows[c] for c in self.hosts[host]}
 
 
-def plan_run(cfg: ExperimentConfig) -> RunPlan:
-    """Open the dataset, partition it, and check it against the config (no decoding, no Ray)."""
+def plan_run(cfg: ExperimentConfig, cpus: float | None = None, gpus: float = 0.0) -> RunPlan:
+    """:func:`plan_data`, then :func:`pack_hosts` for ``cpus``/``gpus`` (default: this machine)."""
+    return pack_hosts(plan_data(cfg), local_cpus(cfg) if cpus is None else cpus, gpus)
+
+
+def local_cpus(cfg: ExperimentConfig) -> float:
+    """CPUs of this machine as a run sees them (``runtime.num_cpus`` caps a Ray that fedray starts)."""
+    return float(cfg.runtime.num_cpus or os.cpu_count() or 1)
+
+
+def plan_data(cfg: ExperimentConfig) -> RunPlan:
+    """Open the dataset, partition it, and check it and every row the run reads against the config (no Ray, no
+    packing)."""
     info = open_dataset(cfg.data.source, cfg.data.storage)
     for m in cfg.model.towers:
         if m not in info.modalities:
@@ -71,21 +85,22 @@ def plan_run(cfg: ExperimentConfig) -> RunPlan:
     validate_rows(cfg, info, np.concatenate([*client_rows, eval_rows]))  # every row read later, before any actor
     if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
         info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
-    cpus = cfg.runtime.num_cpus or os.cpu_count() or 1  # a cluster's real size re-packs "auto" in the backend
-    return repack(RunPlan(cfg, info, client_rows, eval_rows, (), partition), cpus)
+    return RunPlan(cfg, info, client_rows, eval_rows, (), partition)
 
 
-def repack(plan: RunPlan, cpus: float, gpus: float = 0.0) -> RunPlan:
-    """The plan with clients packed into hosts for ``runtime.clients_per_actor`` on these resources."""
+def pack_hosts(plan: RunPlan, cpus: float, gpus: float = 0.0) -> RunPlan:
+    """The plan with clients packed into hosts; ``auto`` is resolved here, once, for ``cpus``/``gpus``: the
+    resources the client actors will really get."""
     rt = plan.cfg.runtime
     per_host = resolve_clients_per_actor(rt.clients_per_actor, len(plan.client_rows), cpus, gpus, rt.client_gpus)
     return replace(plan, hosts=pack_clients([len(r) for r in plan.client_rows], per_host))
 
 
-def make_orchestrator(plan: RunPlan, fleet: Fleet, device: str = "cpu") -> Orchestrator:
-    """The server side of a run: global model (same seed as the clients), schedule, eval shard."""
-    cfg = plan.cfg
-    model = build_model(cfg.model, {m: plan.info.inputs for m in cfg.model.towers}, cfg.train.seed).to(device)
-    max_length = max((t.max_length for m, t in cfg.model.towers.items() if m == "text"), default=32)  # captions only
-    eval_shard = load_rows(plan.info, plan.eval_rows, max_length, caption=cfg.data.caption)
-    return Orchestrator(cfg, model, build_schedule(cfg), fleet, plan.host_of, eval_shard)
+def workload_of(cfg: ExperimentConfig, preset: str | None) -> Workload:
+    """What ``fedray resources`` measures for: a paper preset's packaged workload (by preset or config name), else
+    the input shapes and the smallest client shard of the config's dataset."""
+    for name in (preset, cfg.name):
+        if name in WORKLOADS:
+            return WORKLOADS[name]
+    plan = plan_data(cfg)  # also validates the rows, as a run would
+    return Workload(plan.info.inputs, min(len(r) for r in plan.client_rows))

@@ -9,13 +9,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fedray.config.schema import StorageConfig
 from fedray.data import storage as st
+
+
+CLIENTS = "clients.jsonl"  # one row per client per round it took part in
 
 
 class OutputError(ValueError):
@@ -36,6 +41,7 @@ class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._rows: list[str] = []
+        self._lines: dict[str, list[str]] = {}  # appended JSON lines per file (object stores rewrite the file)
 
     @classmethod
     def create(cls, out: str | None, name: str, root: str = "runs", storage: StorageConfig | None = None) -> "RunDir":
@@ -68,17 +74,33 @@ class RunDir:
         raise OutputError(f"run root {root}: too many runs named {name}-{stamp}")
 
     @classmethod
-    def reopen(cls, path: str, rows: list[dict[str, Any]]) -> "RunDir":
+    def reopen(cls, path: str, rows: list[dict[str, Any]], storage: StorageConfig | None = None) -> "RunDir":
         """Continue an interrupted run in its own directory (``--resume``: the only reuse of a run dir).
 
-        ``metrics.jsonl`` is rewritten to ``rows`` (the checkpoint's), dropping rounds done after it.
+        ``metrics.jsonl`` is rewritten to ``rows`` (the checkpoint's) and ``clients.jsonl`` to the same rounds,
+        dropping what was done after the checkpoint.
         """
-        run_dir = cls(Path(path))
-        _check_writable(run_dir.path)
-        clean_strays(run_dir.path)  # a kill during a checkpoint write left its temp file
-        (run_dir.path / "FAILED").unlink(missing_ok=True)
+        if st.is_s3(path):
+            run_dir: RunDir = S3RunDir(path.rstrip("/"), st.filesystem(storage))  # S3 writes are whole objects
+        else:
+            run_dir = cls(Path(path))
+            _check_writable(run_dir.path)
+            clean_strays(run_dir.path)  # a kill during a checkpoint write left its temp file
+        run_dir.remove("FAILED")
         run_dir._rows = [json.dumps(r, default=_jsonable) for r in rows]
         run_dir.write_text("metrics.jsonl", "".join(line + "\n" for line in run_dir._rows))
+        last = rows[-1]["round"] if rows else 0
+        kept, before = [], run_dir.read_text(CLIENTS)
+        if not before:  # nothing to cut back (a run dir of an older fedray has no clients.jsonl)
+            return run_dir
+        for line in before.splitlines():
+            try:
+                if json.loads(line)["round"] <= last:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line torn by the interruption: after the checkpoint
+                continue
+        run_dir._lines[CLIENTS] = kept
+        run_dir.write_text(CLIENTS, "".join(line + "\n" for line in kept))
         return run_dir
 
     def discard(self) -> None:
@@ -97,10 +119,40 @@ class RunDir:
     def write_json(self, name: str, data: Any) -> None:
         self.write_text(name, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
+    def write_tree(self, name: str, fill: Callable[[Path], Any]) -> None:
+        """Write directory ``name`` whole: ``fill(path)`` creates ``path`` (absent when called) and its files in a
+        temp directory beside it, which then replaces ``name`` (left by an unfinished run's interrupted end)."""
+        tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{name}."))
+        try:
+            fill(tmp / name)
+            for f in (tmp / name).rglob("*"):  # writers such as save_pretrained may create files 0600
+                if f.is_file():
+                    os.chmod(f, FILE_MODE)
+            target = self.path / name
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp / name, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def append_row(self, row: dict[str, Any]) -> None:
         """Add one metrics row; ``metrics.jsonl`` is rewritten atomically so it is never torn."""
         self._rows.append(json.dumps(row, default=_jsonable))
         self.write_text("metrics.jsonl", "\n".join(self._rows) + "\n")
+
+    def append_lines(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Append JSON lines (per-client rows: many per round, so appended, not rewritten; a line torn by a crash
+        lies after the last checkpoint and is dropped on resume)."""
+        with open(self.path / name, "a") as f:
+            f.writelines(json.dumps(r, default=_jsonable) + "\n" for r in rows)
+
+    def read_text(self, name: str) -> str:
+        """A file's text, or "" when it does not exist."""
+        path = self.path / name
+        return path.read_text() if path.exists() else ""
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
 
 
 class S3RunDir(RunDir):
@@ -132,6 +184,29 @@ class S3RunDir(RunDir):
     def write_bytes(self, name: str, data: bytes) -> None:
         self.fs.pipe_file(f"{st.strip(self.path)}/{name}", data)
 
+    def write_tree(self, name: str, fill: Callable[[Path], Any]) -> None:
+        """``fill`` writes the directory locally (a temp dir), then each file becomes one object under ``name/``."""
+        with tempfile.TemporaryDirectory(prefix="fedray-tree-") as tmp:
+            local = Path(tmp) / name
+            fill(local)
+            for f in sorted(p for p in local.rglob("*") if p.is_file()):
+                self.fs.pipe_file(f"{st.strip(self.path)}/{name}/{f.relative_to(local).as_posix()}", f.read_bytes())
+
+    def append_lines(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Objects cannot be appended to: the file is written whole (one PUT) with every line so far."""
+        lines = self._lines.setdefault(name, [])
+        lines += [json.dumps(r, default=_jsonable) for r in rows]
+        self.write_text(name, "".join(line + "\n" for line in lines))
+
+    def read_text(self, name: str) -> str:
+        key = f"{st.strip(self.path)}/{name}"
+        return self.fs.cat_file(key).decode() if self.fs.exists(key) else ""
+
+    def remove(self, name: str) -> None:
+        key = f"{st.strip(self.path)}/{name}"
+        if self.fs.exists(key):
+            self.fs.rm_file(key)
+
     def discard(self) -> None:
         """Nothing to remove: claiming a prefix writes no object."""
 
@@ -150,11 +225,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def clean_strays(path: Path) -> list[str]:
-    """Remove temp files that interrupted atomic writes left in a run directory; returns their names."""
+    """Remove temp files and directories that interrupted atomic writes left in a run directory; returns their
+    names."""
     removed = []
     for entry in path.iterdir():
-        if entry.is_file() and _STRAY.match(entry.name):
-            entry.unlink(missing_ok=True)
+        if _STRAY.match(entry.name) and (entry.is_file() or entry.is_dir()):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
             removed.append(entry.name)
     return sorted(removed)
 

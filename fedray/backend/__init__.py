@@ -1,4 +1,4 @@
-"""The only Ray code outside fedray.tune: sessions, thin actors, the Ray fleet.
+"""The only Ray code outside fedray.tune: sessions, thin actors, the Ray fleet, the server actor.
 
 Names are imported on first use, so ``fedray.backend.session`` does not pull in torch and the fleet.
 """
@@ -9,11 +9,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fedray.backend.fleet import RayFleet, run_on_ray
-    from fedray.backend.session import ClusterError, client_resources, ray_session
+    from fedray.backend.fleet import RayFleet
+    from fedray.backend.server import run_on_ray
+    from fedray.backend.session import ClusterError, client_resources, cluster_slots, ray_session
 
-_HOME = {"RayFleet": "fleet", "run_on_ray": "fleet", "ClusterError": "session", "client_resources": "session",
-         "ray_session": "session"}
+_HOME = {"RayFleet": "fleet", "run_on_ray": "server", "ClusterError": "session", "client_resources": "session",
+         "cluster_slots": "session", "ray_session": "session"}
 __all__ = sorted(_HOME)
 
 

@@ -1,4 +1,5 @@
-"""RayFleet: client hosts as Ray actors; one ``ray.put`` per round, bounded gathers."""
+"""RayFleet: client hosts as Ray actors; the payload put once per round, the frozen values once per stage,
+bounded gathers."""
 
 from __future__ import annotations
 
@@ -6,18 +7,16 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fedray.backend.actors import HostActor, ServerActor
-from fedray.backend.session import client_resources
-from fedray.client import HostResult, RoundTask
-from fedray.plan import RunPlan, repack
-from fedray.server.fleet import ClientError
+from fedray.backend.actors import HostActor
+from fedray.backend.errors import reraise_user_error
+from fedray.client import FrozenValues, HostResult, RoundTask
+from fedray.plan import RunPlan
+from fedray.server.fleet import ClientError, RoundResults
 
 log = logging.getLogger("fedray")
 
@@ -29,6 +28,9 @@ class RayFleet:
     the shard again). The round completes once ``runtime.min_completion`` of the cohort returned, retrying
     lost clients' tasks while that is not reached; stragglers past ``round_timeout`` are dropped the same
     way. Counts go into the round's record (``fault/*``). A client whose code raises stops the run.
+
+    A stage's frozen values go into the object store once (``frozen_puts`` counts it) and every train call
+    carries the reference; a host fetches and loads them only when it does not hold that stage's values yet.
     """
 
     def __init__(self, plan: RunPlan, namespace: str, cpus: float, gpus: float, metrics: Any = None) -> None:
@@ -38,33 +40,37 @@ class RayFleet:
         self.min_completion = rt.min_completion
         self.retries = rt.client_restarts
         self.metrics = metrics
-        self.frozen_state: Callable[[Any], dict[str, np.ndarray]] | None = None  # set by the server actor
         self._trained: set[int] = set()  # hosts that trained at least once (a fresh one then restarted)
-        self._faults: dict[str, int] = {}
+        self._frozen: list[Any] = []  # [stage, ref] of the frozen values in the object store
+        self.frozen_puts = 0
         ready = [a.ready.remote() for a in self.actors]
         done, pending = ray.wait(ready, num_returns=len(ready), timeout=max(self.timeout, 120.0))
         if pending:
             raise TimeoutError(f"{len(pending)} client actors did not start within {max(self.timeout, 120.0):g}s; "
                                "is the cluster big enough for runtime.client_cpus / client_gpus?")
-        ray.get(done)
+        try:
+            ray.get(done)
+        except ray.exceptions.RayError as err:  # a bad row in a client's shard: one line naming client, row, column
+            reraise_user_error(err)
+            raise
 
     def run_round(self, tasks: list[RoundTask], payload: dict[str, np.ndarray],
-                  prefix: dict[str, np.ndarray] | None, prefix_hosts: set[int]) -> list[HostResult]:
+                  frozen: FrozenValues | None) -> RoundResults:
         payload_ref = ray.put(payload)  # once per round; actors read zero-copy numpy views
-        spec = tasks[0].spec
-        frozen = [ray.put(self.frozen_state(spec))] if self.frozen_state and spec.frozen else []
-        if prefix is not None:
-            prefix_ref = ray.put(prefix)
-            for h in sorted(prefix_hosts):
-                self.actors[h].sync_prefix.remote(prefix_ref)  # actor tasks run in submission order
+        if frozen is None:
+            self._frozen = []
+        elif not self._frozen or self._frozen[0] != frozen.stage:  # once per stage: its values never change in it
+            self._frozen = [frozen.stage, ray.put(frozen)]
+            self.frozen_puts += 1
         rnd = tasks[0].round + 1
         total = sum(len(t.clients) for t in tasks)
         need = math.ceil(self.min_completion * total - 1e-9)
         results: dict[int, HostResult] = {}
         failures = stragglers = restarts = attempt = 0
+        lost_hosts: set[int] = set()  # died during this round: counted once, not again when the retry finds it fresh
         todo = list(range(len(tasks)))
         while True:
-            refs = {self.actors[tasks[i].host].train.remote(tasks[i], payload_ref, frozen): i for i in todo}
+            refs = {self.actors[tasks[i].host].train.remote(tasks[i], payload_ref, self._frozen): i for i in todo}
             done, pending = ray.wait(list(refs), num_returns=len(refs), timeout=self.timeout)
             lost: list[int] = []
             for ref in done:
@@ -73,13 +79,15 @@ class RayFleet:
                     result, fresh = ray.get(ref)
                 except ray.exceptions.RayActorError as err:  # the process died (killed, OOM, node lost)
                     lost.append(i)
+                    lost_hosts.add(tasks[i].host)
                     failures += len(tasks[i].clients)
                     log.warning("round %d: client(s) %s lost (%s)", rnd, list(tasks[i].clients), _first_line(err))
                     continue
                 except ray.exceptions.RayTaskError as err:  # the client's own code raised: never retried
+                    reraise_user_error(err)  # bad data or a non-finite loss/update: fedray's own one-line error
                     raise ClientError(f"client(s) {list(tasks[i].clients)} failed in round {rnd}:\n"
                                       f"{_ANSI.sub('', str(err))}") from None
-                if fresh and tasks[i].host in self._trained:  # died and came back between rounds
+                if fresh and tasks[i].host in self._trained and tasks[i].host not in lost_hosts:  # between rounds
                     restarts += 1
                     log.warning("round %d: client(s) %s had restarted since their last round", rnd,
                                 list(tasks[i].clients))
@@ -109,12 +117,13 @@ class RayFleet:
                 self._await_restart(h)
             log.warning("round %d: retrying client(s) %s (attempt %d of %d)", rnd,
                         [c for i in lost for c in tasks[i].clients], attempt, self.retries)
-        self._faults = {"fault/client_failures": failures + restarts, "fault/stragglers": stragglers,
-                        "fault/retries": attempt, "fault/completed": returned}
         ordered = [results[i] for i in sorted(results)]  # fixed order: the order of tasks, not of completion
         if self.metrics is not None:
             self.metrics.on_clients(c.seconds for r in ordered for c in r.clients)
-        return ordered
+        return RoundResults(ordered, lost=tuple(c for i in lost for c in tasks[i].clients),
+                            dropped=tuple(c for i in late for c in tasks[i].clients),
+                            faults={"fault/client_failures": failures + restarts, "fault/stragglers": stragglers,
+                                    "fault/retries": attempt, "fault/completed": returned})
 
     def _await_restart(self, host: int) -> None:
         """Wait (bounded) until Ray has restarted a dead host actor: calls fail fast while it restarts."""
@@ -125,13 +134,11 @@ class RayFleet:
                 return
             except ray.exceptions.ActorUnavailableError:
                 time.sleep(0.5)
+            except ray.exceptions.RayTaskError as err:  # restarted, but its shard no longer decodes
+                reraise_user_error(err)
+                raise
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 return  # gone for good (restarts used up) or still not back: the retry reports it
-
-    def take_faults(self) -> dict[str, int]:
-        """The last round's fault counts (for its record), once."""
-        faults, self._faults = self._faults, {}
-        return faults
 
     def close(self) -> None:
         for actor in self.actors:
@@ -159,35 +166,3 @@ def start_hosts(plan: RunPlan, namespace: str, cpus: float, gpus: float) -> list
                                                                      device, threads)
         for h in range(len(plan.hosts))
     ]
-
-
-def run_on_ray(plan: RunPlan, namespace: str, resume: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Start the server actor on this node and stream its per-round records (last: ``__outcome__``).
-
-    ``resume``: an orchestrator state from a checkpoint to continue from.
-    """
-    # Inside a placement group (a Tune trial) the server must land in the group's bundles, which
-    # pinning it to this node would bypass (a deadlock); the client actors land there too.
-    in_group = ray.util.get_current_placement_group() is not None
-    node = ray.get_runtime_context().get_node_id()
-    if plan.cfg.runtime.clients_per_actor == "auto":  # pack for the cluster we actually joined
-        res = ray.cluster_resources()
-        plan = repack(plan, res.get("CPU", 1.0), res.get("GPU", 0.0))
-    cpus, gpus = client_resources(plan.cfg.runtime, len(plan.hosts))  # fails here, before any actor starts
-    hosts = start_hosts(plan, namespace, cpus, gpus)  # client imports overlap the server's start-up
-    server = ray.remote(ServerActor).options(
-        name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
-        scheduling_strategy=None if in_group else NodeAffinitySchedulingStrategy(node, soft=False),
-    ).remote(plan, namespace, cpus, gpus, resume)
-    try:
-        for ref in server.run.options(num_returns="streaming").remote():
-            try:
-                yield ray.get(ref)
-            except ray.exceptions.RayTaskError as err:
-                if isinstance(err.cause, (ClientError, TimeoutError)):
-                    raise err.cause from None  # the server's own message, without Ray's wrapping
-                raise
-    finally:
-        ray.kill(server)
-        for actor in hosts:  # normally already killed by the server's fleet.close()
-            ray.kill(actor)

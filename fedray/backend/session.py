@@ -7,7 +7,7 @@ import math
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import ray
@@ -122,21 +122,47 @@ def start_private(**init_kwargs: Any) -> Any:
     tests/integration/test_loopback.py lists the listening sockets of every process started and fails on any
     beyond loopback.
     """
-    from ray._private import ray_constants
-
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
+    with _loopback_node():
         # dashboard_host: the dashboard, when asked for, is on loopback too.
         context = ray.init(address="local", dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **init_kwargs)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
     node_ip = ray.util.get_node_ip_address()
     if node_ip != "127.0.0.1":  # a Ray release that changed the rule: say so rather than listen silently
         log.warning("the private local Ray runs with node IP %s, not 127.0.0.1: its servers may listen beyond "
                     "this machine (token authentication still guards them)", node_ip)
     return context
+
+
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Keep Ray from replacing a loopback address by the host's routable one (see ``start_private``)."""
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _loopback_only(target: str) -> bool:
+    """A loopback GCS address whose cluster does not answer on the host's routable IP, the one Ray would
+    rewrite it to (a cluster started with node IP 127.0.0.1, like fedray's private one): join it as loopback."""
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not (host in ("localhost", "::1") or host.startswith("127.")) or not port.isdigit():
+        return False
+    from ray._private import services
+
+    routable = services.get_node_ip_address()
+    if routable.startswith("127."):
+        return False
+    try:
+        socket.create_connection((routable, int(port)), timeout=1.0).close()
+        return False
+    except OSError:
+        return True
 
 
 def target_address(runtime: RuntimeConfig, address: str | None) -> tuple[str | None, str]:
@@ -160,7 +186,10 @@ def join(target: str, source: str) -> None:
         if not target.startswith("ray://"):
             _probe_grpc(target, where)
     try:
-        with kept_sigterm():
+        # A loopback address names a cluster that (like fedray's private one) may listen on loopback only:
+        # Ray would otherwise rewrite 127.0.0.1 to the host's routable IP and wait minutes on a closed port.
+        loopback = not target.startswith("ray://") and _loopback_only(target)
+        with kept_sigterm(), (_loopback_node() if loopback else nullcontext()):
             ray.init(address=target, **quiet())
         if not verbose():
             _show_raylet_banners(False)  # stays so while connected: ray.shutdown() by whoever ends the job
@@ -226,6 +255,12 @@ def cluster_cpus() -> float:
 
 def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def cluster_slots() -> tuple[float, float]:
+    """CPUs and GPUs of the Ray cluster joined or started: what ``clients_per_actor: auto`` packs for."""
+    res = ray.cluster_resources()
+    return float(res.get("CPU", 1.0)), float(res.get("GPU", 0.0))
 
 
 def client_resources(runtime: RuntimeConfig, num_hosts: int) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """``fedray bench overhead``: fedray on a local Ray vs a plain in-process loop doing the same local training.
 
 Both sides train the same clients on the same data for the same steps from the same seed (the
-in-process loop uses ClientHost.train directly: no orchestrator, fleet, Ray or serialization).
+in-process loop uses ClientHost.train directly: no round loop, fleet, Ray or serialization).
 Threads: fedray gives each client actor its CPU share (1 thread each); the loop runs with
 ``loop_threads`` (default 1 and the cluster's CPUs, each measured; the faster is the reference: the
 bare compute). On a shared, oversubscribed machine a 2-thread torch step can be many times slower
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fedray.bench.common import GpuSampler, cpu_seconds, median, now, process_tree, silent
-from fedray.client import ClientHost, RoundTask, load_state, to_numpy
+from fedray.client import ClientHost, FrozenValues, RoundTask, load_state, to_numpy
 from fedray.config import ExperimentConfig, load_config
 from fedray.model import build_model
 from fedray.plan import plan_run
@@ -64,11 +64,10 @@ def inprocess_rounds(cfg: ExperimentConfig, threads: int, device: str = "cpu") -
         glob.set_depths(spec.depths)
         for r in range(spec.rounds):
             start = now()
-            if r == 0 and spec.frozen:  # what the server's prefix sync does
-                host.sync_prefix(to_numpy(glob.state(spec.frozen)))
+            frozen = FrozenValues(spec.index, to_numpy(glob.state(spec.frozen))) if spec.frozen else None
             cohort = tuple(sorted(int(c) for c in rng.choice(len(clients), k, replace=False)))
             payload = to_numpy(glob.state(spec.exchanged))
-            result = host.train(RoundTask(0, round_idx, spec, cohort), payload)
+            result = host.train(RoundTask(0, round_idx, spec, cohort), payload, frozen)  # loads frozen once a stage
             with torch.no_grad():
                 load_state(glob, weighted_mean(result.partial, payload))
             out.append({"stage": spec.index + 1, "stage_round": r + 1, "round_s": now() - start})

@@ -3,7 +3,7 @@
 * validation: ``validate_rows`` on every row the default preset reads (clients' and held-out rows), in this
   process, median of ``repeats``;
 * start-up: launching ``fedray run --preset default`` (one short round) on the command line until its
-  orchestrator starts the first round: the wall time to the first round's line minus the round's own
+  round loop starts the first round: the wall time to the first round's line minus the round's own
   elapsed time printed on it (imports, config, planning with validation, Ray, client actors decoding their
   shards, the server actor), median of ``repeats``.
 """
@@ -29,7 +29,7 @@ _ROUND = re.compile(r"round\s+1 \|.*\| ([0-9.]+)s\s*$")
 
 
 def startup_seconds(preset: str = "default", timeout: float = 600.0) -> float:
-    """Seconds from launching ``fedray run --preset PRESET`` to its orchestrator's start (see the module doc)."""
+    """Seconds from launching ``fedray run --preset PRESET`` to its round loop's start (see the module doc)."""
     with tempfile.TemporaryDirectory(prefix="fedray-bench-") as tmp:
         start = now()
         proc = subprocess.Popen([sys.executable, "-m", "fedray.cli", "run", "--preset", preset, *SHORT, "--out",

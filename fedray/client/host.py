@@ -3,6 +3,10 @@
 A host trains the clients it is given in a round one after another, each starting from the
 global tensors, and returns one weighted partial sum. With one client per host (the default)
 this is the paper's client; the Ray backend wraps a host in a thin actor.
+
+Frozen groups change only between stages, so a host loads their values (:class:`FrozenValues`)
+once per stage, whenever it does not hold that stage's values yet (a new or restarted host
+included), and drops only the cached activations built from groups whose values changed.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from functools import partial
 import numpy as np
 import torch
 
-from fedray.client.prefix_cache import PrefixCache, cache_enabled, cached_loss
+from fedray.client.prefix_cache import PrefixCache, cache_enabled, rows
 from fedray.config import ExperimentConfig
-from fedray.data import DatasetInfo, Shard, load_rows
+from fedray.data import DatasetInfo
+from fedray.data.dataset import load_client_shards
 from fedray.model import build_model
 from fedray.resources.meter import StepMeter, cuda_peak
 from fedray.schedules import StageSpec
 from fedray.training import PartialSum, configure_trainable, local_train
+from fedray.training.finite import NonFiniteError, check_tensors
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,14 @@ class RoundTask:
     round: int  # 0-based global round index
     spec: StageSpec
     clients: tuple[int, ...]  # client ids, ascending: the fixed summation order
+
+
+@dataclass(frozen=True)
+class FrozenValues:
+    """The values of every frozen group of a stage, by tensor name (constant for the whole stage)."""
+
+    stage: int  # 0-based stage index: the key a host compares with what it holds
+    tensors: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -84,30 +98,46 @@ class ClientHost:
         self.cfg = cfg
         self.device = torch.device(device)
         max_length = max((t.max_length for m, t in cfg.model.towers.items() if m == "text"), default=32)  # captions
-        self.shards = _load_shards(info, rows, max_length, cfg.data.caption)
+        self.shards = load_client_shards(info, rows, max_length, cfg.data.caption)  # a bad row names its client
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
+        self.frozen_stage: int | None = None  # the stage whose frozen values this host holds
+        self.frozen_loads = 0  # how often it loaded them (once per stage; again after a restart)
         self.cache = PrefixCache(cfg.runtime.cache_budget_mb) if cache_enabled(cfg) else None
         self._meters: dict[int, StepMeter] = {}  # per stage: the first step is measured, then cached
+        strategy = cfg.train.strategy
+        self.proximal = strategy.mu if strategy.name == "fedprox" else 0.0  # FedProx's mu, else no term
 
     def sizes(self) -> dict[int, int]:
         """Samples per client."""
         return {c: len(s) for c, s in self.shards.items()}
 
-    def sync_prefix(self, state: dict[str, np.ndarray]) -> None:
-        """Receive up-to-date values of frozen groups (sent once per stage, when they changed)."""
-        load_state(self.model, state)
-        if self.cache is not None:  # activations computed with the old values are stale
-            self.cache.invalidate({self.model.group_of(n) for n in state})
+    def hold_frozen(self, frozen: FrozenValues) -> None:
+        """Load a stage's frozen values unless already held; cached activations of changed groups are dropped."""
+        if self.frozen_stage == frozen.stage:
+            return
+        current = self.model.state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # object-store arrays are read-only: we only read them
+            changed = {self.model.group_of(n) for n, v in frozen.tensors.items()
+                       if not torch.equal(current[n].cpu(), torch.from_numpy(v))}
+        load_state(self.model, frozen.tensors)
+        if self.cache is not None and changed:  # activations computed with the old values are stale
+            self.cache.invalidate(changed)
+        self.frozen_stage = frozen.stage
+        self.frozen_loads += 1
 
     def _enter_stage(self, spec: StageSpec) -> None:
         self.model.set_depths(spec.depths)
         configure_trainable(self.model, spec)
         self._stage = spec.index
 
-    def train(self, task: RoundTask, payload: dict[str, np.ndarray]) -> HostResult:
-        """Train ``task.clients`` in order from the global tensors ``payload``; sum their updates."""
+    def train(self, task: RoundTask, payload: dict[str, np.ndarray], frozen: FrozenValues | None = None) -> HostResult:
+        """Train ``task.clients`` in order from the global tensors ``payload`` (and the stage's ``frozen`` values,
+        loaded if not held yet); sum their updates."""
         spec = task.spec
+        if frozen is not None:
+            self.hold_frozen(frozen)
         if self._stage != spec.index:
             self._enter_stage(spec)
         result = HostResult(task.host, PartialSum())
@@ -116,26 +146,22 @@ class ClientHost:
             load_state(self.model, payload)
             shard = self.shards[client]
             entry = self.cache.prepare(client, self.model, shard, spec) if self.cache is not None else None
-            batch_loss = partial(cached_loss, self.model, entry, shard) if entry is not None else None
             meter = self._meters.setdefault(spec.index, StepMeter())
-            with cuda_peak(self.device) as cuda:
-                stats = local_train(self.model, shard, spec, self.cfg.train,
-                                    client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment,
-                                    batch_loss, meter)
-            result.partial.add(stats.num_samples, to_numpy(self.model.state(spec.exchanged)))
+            try:
+                with cuda_peak(self.device) as cuda:
+                    stats = local_train(self.model, shard, spec, self.cfg.train,
+                                        client_seed(self.cfg.train.seed, task.round, client), self.cfg.data.augment,
+                                        cached=partial(rows, entry) if entry is not None else None,
+                                        measure=meter.step if meter.cost is None else None, proximal=self.proximal)
+            except NonFiniteError as err:  # the loss check knows the step; the round and client are known here
+                raise err.located(round=task.round + 1, client=client) from None
+            update = to_numpy(self.model.state(spec.exchanged))
+            # a NaN weight with a finite loss (e.g. an overflowing step) must never reach the partial sum
+            check_tensors(update, "update", self.model.group_of, round=task.round + 1, client=client)
+            result.partial.add(stats.num_samples, update)
             cost = meter.cost if stats.steps else None
             result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
                                               time.perf_counter() - start, cost.flops * stats.steps if cost else 0,
                                               (cuda[0] or cost.memory_bytes) if cost else 0))
         return result
 
-
-def _load_shards(info: DatasetInfo, rows: dict[int, np.ndarray], max_length: int, caption: int
-                 ) -> dict[int, Shard]:
-    """Decode every client's rows in one pass over the file (hundreds of clients per host), then split."""
-    clients = sorted(rows)
-    if not clients:
-        return {}
-    whole = load_rows(info, np.concatenate([rows[c] for c in clients]), max_length, caption=caption)
-    bounds = np.cumsum([0] + [len(rows[c]) for c in clients])
-    return {c: Shard({k: v[bounds[i]:bounds[i + 1]] for k, v in whole.tensors.items()}) for i, c in enumerate(clients)}

@@ -10,25 +10,23 @@ prog train every present group, so nothing is frozen) and no augmentation. Dropo
 obstacle: frozen groups run in eval mode (no dropout, no RNG draws), so the RNG stream of the
 trainable part is the same with and without the cache.
 
-An entry holds, per tower, the hidden states after ``start`` blocks ([N, tokens, d], or
-[N, C, H, W] for a CNN tower) and the text padding mask. It survives a stage change: the next
-stage extends it by running the newly frozen blocks once. It is dropped when a prefix sync
-changes a group it was computed with. Entries past ``budget_mb`` are not stored: those clients
-recompute the prefix per batch.
+An entry holds, per tower, what ``Tower.embed`` returned after ``start`` blocks ([N, tokens, d]
+hidden states, or [N, C, H, W] feature maps for a CNN tower) and the text padding mask [N, tokens]
+(a :class:`~fedray.model.CachedPrefix` over the whole shard). It survives a stage change: the next
+stage extends it by running the newly frozen blocks once. It is dropped when the host loads new
+values of a group it was computed with. Entries past ``budget_mb`` are not stored: those clients
+recompute the prefix per batch. The cache only stores activations and hands out a batch's rows
+(:func:`rows`); the loss is ``MultimodalModel.forward``'s, cached or not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F
 
 from fedray.config import ExperimentConfig
 from fedray.config.schema import prefix_cache_problem
 from fedray.data import Shard
-from fedray.model import MultimodalModel
-from fedray.model.losses import contrastive_loss
+from fedray.model import CachedPrefix, MultimodalModel
 from fedray.schedules import StageSpec
 
 CHUNK = 256  # rows per forward pass when filling an entry (bounds peak memory)
@@ -48,11 +46,12 @@ def frozen_depth(model: MultimodalModel, tower: str, spec: StageSpec) -> int | N
     return next((i for i in range(depth) if f"{tower}.block.{i}" not in spec.frozen), depth)
 
 
-@dataclass
-class _Tower:
-    start: int  # blocks already applied to ``hidden``
-    hidden: torch.Tensor  # [N, tokens, d] or [N, C, H, W]
-    mask: torch.Tensor | None  # text padding mask [N, tokens] (1 = token)
+Entry = dict[str, CachedPrefix]  # one client's cached towers, over every row of its shard
+
+
+def rows(entry: Entry, idx: torch.Tensor) -> dict[str, CachedPrefix]:
+    """The cached prefixes of rows ``idx`` (a batch), for ``MultimodalModel.forward(batch, cached=...)``."""
+    return {m: CachedPrefix(t.start, t.hidden[idx], _rows(t.mask, idx)) for m, t in entry.items()}
 
 
 class PrefixCache:
@@ -60,7 +59,7 @@ class PrefixCache:
 
     def __init__(self, budget_mb: float) -> None:
         self.budget = int(budget_mb * 2**20)
-        self.entries: dict[int, dict[str, _Tower]] = {}
+        self.entries: dict[int, Entry] = {}
         self.nbytes = 0
         self.hits = self.fills = self.skips = 0  # counters for tests and benchmarks
 
@@ -69,7 +68,7 @@ class PrefixCache:
         self.nbytes = 0
 
     def invalidate(self, groups: set[str]) -> None:
-        """Drop entries computed with any of ``groups`` (after a prefix sync changed them)."""
+        """Drop entries computed with any of ``groups`` (after the host loaded new values of them)."""
         for client in list(self.entries):
             towers = self.entries[client]
             for name, t in list(towers.items()):
@@ -81,7 +80,7 @@ class PrefixCache:
                 del self.entries[client]
 
     @torch.no_grad()
-    def prepare(self, client: int, model: MultimodalModel, shard: Shard, spec: StageSpec) -> dict[str, _Tower] | None:
+    def prepare(self, client: int, model: MultimodalModel, shard: Shard, spec: StageSpec) -> Entry | None:
         """The client's entry for this stage (filled or extended now), or None: recompute per batch."""
         want = {m: k for m in model.towers if (k := frozen_depth(model, m, spec)) is not None}
         if not want:
@@ -110,7 +109,7 @@ class PrefixCache:
                 t.start = k
         return entry
 
-    def _fill(self, model: MultimodalModel, tower_name: str, shard: Shard) -> _Tower:
+    def _fill(self, model: MultimodalModel, tower_name: str, shard: Shard) -> CachedPrefix:
         tower = model.towers[tower_name]
         device = next(model.parameters()).device
         hs, masks = [], []
@@ -121,27 +120,11 @@ class PrefixCache:
             hs.append(h)
             masks.append(mask)
         mask = None if masks[0] is None else torch.cat(masks)
-        return _Tower(0, torch.cat(hs), mask)
+        return CachedPrefix(0, torch.cat(hs), mask)
 
     def _drop(self, client: int) -> None:
         for t in self.entries.pop(client, {}).values():
             self.nbytes -= _size(t)
-
-
-def cached_loss(model: MultimodalModel, entry: dict[str, _Tower], shard: Shard, idx: torch.Tensor) -> torch.Tensor:
-    """``model.loss`` on rows ``idx``, starting cached towers after their frozen prefix (same ops, same order)."""
-    device = next(model.parameters()).device
-    raw = [m for m in model.towers if m not in entry]
-    batch = {k: v.to(device) for k, v in shard.batch(idx).items()} if raw else {}
-    z = {}
-    for m, tower in model.towers.items():
-        if m in entry:
-            t = entry[m]
-            h, mask, start = t.hidden[idx], _rows(t.mask, idx), t.start
-        else:
-            (h, mask), start = tower.embed(batch), 0
-        z[m] = F.normalize(model.heads[m](tower.pool(tower.run_blocks(h, mask, start, tower.depth), mask)), dim=-1)
-    return contrastive_loss(z, model.temperature)
 
 
 def _rows(mask: torch.Tensor | None, idx: torch.Tensor | int) -> torch.Tensor | None:
@@ -150,7 +133,7 @@ def _rows(mask: torch.Tensor | None, idx: torch.Tensor | int) -> torch.Tensor | 
     return mask[idx:idx + CHUNK] if isinstance(idx, int) else mask[idx]
 
 
-def _size(t: _Tower) -> int:
+def _size(t: CachedPrefix) -> int:
     return t.hidden.nbytes + (t.mask.nbytes if t.mask is not None else 0)
 
 

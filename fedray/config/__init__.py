@@ -9,6 +9,7 @@ from fedray.config.schema import (
     ModelConfig,
     PartitionConfig,
     RuntimeConfig,
+    StrategyConfig,
     TowerConfig,
     TrainConfig,
     blocks_per_stage,
@@ -16,6 +17,6 @@ from fedray.config.schema import (
 
 __all__ = [
     "ConfigError", "DataConfig", "ExperimentConfig", "HeadConfig", "ModelConfig", "PartitionConfig",
-    "RuntimeConfig", "TowerConfig", "TrainConfig", "apply_overrides", "blocks_per_stage", "build",
+    "RuntimeConfig", "StrategyConfig", "TowerConfig", "TrainConfig", "apply_overrides", "blocks_per_stage", "build",
     "dump_yaml", "load_config", "load_raw", "preset_names",
 ]

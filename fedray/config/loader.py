@@ -232,6 +232,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        mapped = [a for a in args if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(mapped) == 1:  # a mapping is that section: keep its named errors
+            return _convert(mapped[0], value, path)
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from importlib import resources
 
 from fedray.config.families import FAMILIES, IMAGE_NORMS
+from fedray.schedules import METHODS, blocks_per_stage
 
 
 class ConfigError(ValueError):
@@ -23,7 +25,6 @@ def _check(cond: bool, key: str, msg: str) -> None:
 
 
 ARCHS = tuple(FAMILIES)  # encoder families: see fedray.config.families and README "Encoder families"
-METHODS = ("fedmml", "lw", "prog")
 ALLOCATIONS = ("uniform", "skewed")
 FUSIONS = ("concat", "add", "attention", "co_attention")
 
@@ -176,14 +177,63 @@ class DataConfig:
         _check(self.caption >= 0, "caption", f"must be >= 0, got {self.caption}")
 
 
+# Aggregation strategies and their parameters' defaults (fedray.training.strategies implements them).
+# fedavg/fedavgm/fedadam/fedyogi: the server's update (Reddi et al. 2021, "Adaptive Federated Optimization");
+# fedprox: FedAvg plus mu/2 * ||w - w_global||^2 over the trainable tensors in local training.
+STRATEGIES: dict[str, dict[str, float]] = {
+    "fedavg": {},
+    "fedavgm": {"server_lr": 1.0, "momentum": 0.5},
+    "fedadam": {"server_lr": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3},
+    "fedyogi": {"server_lr": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3},
+    "fedprox": {"mu": 0.01},
+}
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """How the server turns the cohort's updates into the next global model (``train.strategy``).
+
+    Written as a name (``fedadam``) or a mapping (``{name: fedadam, server_lr: 0.01}``); a parameter the
+    strategy does not take is an error, one left unset gets the strategy's default.
+    """
+
+    name: str = "fedavg"  # fedavg | fedavgm | fedadam | fedyogi | fedprox
+    server_lr: float | None = None  # fedavgm/fedadam/fedyogi: the server optimiser's step size
+    momentum: float | None = None  # fedavgm: server momentum
+    beta1: float | None = None  # fedadam/fedyogi: first-moment decay
+    beta2: float | None = None  # fedadam/fedyogi: second-moment decay
+    tau: float | None = None  # fedadam/fedyogi: adaptivity (added to the root of the second moment)
+    mu: float | None = None  # fedprox: weight of the proximal term
+
+    def __post_init__(self) -> None:
+        _check(self.name in STRATEGIES, "name", f"unknown strategy {self.name!r}; expected one of {tuple(STRATEGIES)}")
+        takes = STRATEGIES[self.name]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "name":
+                continue
+            if value is None and f.name in takes:
+                object.__setattr__(self, f.name, takes[f.name])
+            _check(value is None or f.name in takes, f.name,
+                   f"{self.name} takes no {f.name}; its parameters: {', '.join(takes) or 'none'}")
+        for key, ok, what in (("server_lr", lambda v: 0 < v < math.inf, "must be > 0"),
+                              ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+                              ("beta1", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+                              ("beta2", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+                              ("tau", lambda v: 0 < v < math.inf, "must be > 0"),
+                              ("mu", lambda v: 0 <= v < math.inf, "must be >= 0")):
+            value = getattr(self, key)
+            _check(value is None or ok(value), key, f"{what}, got {value}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The federated schedule and local optimisation."""
 
     method: str = "lw"  # fedmml (end to end) | lw (layer-wise) | prog (progressive)
     stages: int = 2  # S; fedmml runs as one stage of sum(rounds) rounds
-    rounds: list[int] | str = "uniform"  # per-stage rounds, or a named allocation of total_rounds
-    total_rounds: int = 4  # used by the named allocations
+    rounds: list[int] | str = field(default_factory=lambda: [2, 2])  # per stage, or uniform/skewed of total_rounds
+    total_rounds: int | None = None  # what uniform/skewed split over the stages (a list fixes its own total)
     # Base learning rate per parameter group (a tower name, or "head"): one value or one per stage.
     lr: dict[str, float | list[float]] = field(default_factory=lambda: {"image": 1e-3, "text": 1e-3, "head": 1e-3})
     lr_batch_scaling: bool = True  # lr = base * batch_size / 256, as in the paper
@@ -194,12 +244,17 @@ class TrainConfig:
     participation: float = 1.0  # fraction of clients sampled per round
     seed: int = 42
     eval_every: int = 1  # evaluate every N rounds (and always after the last)
+    strategy: StrategyConfig | str = field(default_factory=StrategyConfig)  # aggregation: a name or a mapping
     # Metric values to reach, e.g. {"eval/i2t_r10": 0.15}: the summary reports the round and the simulated
     # time (with a fleet) at which each was first reached (loss metrics: at or below, others: at or above).
     target: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.method in METHODS, "method", f"unknown method {self.method!r}; expected one of {METHODS}")
+        _check(self.method in METHODS, "method", f"unknown method {self.method!r}; expected one of {tuple(METHODS)}")
+        if isinstance(self.strategy, str):  # `--set train.strategy=fedadam`: the strategy with its defaults
+            _check(self.strategy in STRATEGIES, "strategy",
+                   f"unknown strategy {self.strategy!r}; expected one of {tuple(STRATEGIES)}")
+            object.__setattr__(self, "strategy", StrategyConfig(name=self.strategy))
         _check(self.stages > 0, "stages", f"must be positive, got {self.stages}")
         if isinstance(self.rounds, str):
             _check(self.rounds in ALLOCATIONS, "rounds", f"unknown allocation {self.rounds!r}; expected {ALLOCATIONS} or a list")
@@ -208,7 +263,13 @@ class TrainConfig:
                    f"has {len(self.rounds)} entries but train.stages is {self.stages}")
             _check(all(r >= 0 for r in self.rounds), "rounds", "entries must be >= 0")
             _check(sum(self.rounds) > 0, "rounds", "at least one stage needs rounds")
-        _check(self.total_rounds > 0, "total_rounds", "must be positive")
+            _check(self.total_rounds is None or self.total_rounds == sum(self.rounds), "total_rounds",
+                   f"{self.total_rounds} is not used when train.rounds is a list ({self.rounds} runs "
+                   f"{sum(self.rounds)} rounds); remove it (null) or make it {sum(self.rounds)}")
+        if isinstance(self.rounds, str):
+            _check(self.total_rounds is not None, "total_rounds",
+                   f"train.rounds={self.rounds} splits it over the stages; set it (e.g. train.total_rounds=12)")
+        _check(self.total_rounds is None or self.total_rounds > 0, "total_rounds", "must be positive")
         # seeds are offset (seed + 1000 * tower, ...) and must still fit torch.manual_seed's uint64
         _check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed",
                f"must be an integer in [0, 2**63), got {self.seed}")
@@ -330,8 +391,6 @@ class FleetConfig:
                 _check(getattr(self, name) == default, name,
                        "is set but no fleet is defined; give fleet.preset, fleet.classes or fleet.trace")
         if self.preset is not None:
-            from fedray.devices.catalog import fleet_preset_names  # lazy: the catalog imports this module
-
             names = fleet_preset_names()
             _check(self.preset in names, "preset", f"unknown fleet preset {self.preset!r}; available: {', '.join(names)}")
         if self.trace is not None:
@@ -342,6 +401,13 @@ class FleetConfig:
         if self.classes:
             total = sum(d.share or 0.0 for d in self.classes.values())
             _check(abs(total - 1.0) <= 1e-6, "classes", f"shares must sum to 1, got {total:.6g}")
+
+
+def fleet_preset_names() -> list[str]:
+    """Names of the packaged fleet presets (``fedray/devices/presets/<name>.yaml``): data files only, so the
+    config does not import the devices code, which builds on the config."""
+    files = resources.files("fedray.devices").joinpath("presets").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
 
 
 @dataclass(frozen=True)
@@ -379,7 +445,8 @@ class ExperimentConfig:
 def prefix_cache_problem(cfg: ExperimentConfig) -> str | None:
     """Why frozen-prefix activations cannot be cached for this config, or None when they can.
 
-    Frozen groups run in eval mode (no dropout), so only the method and augmentation matter.
+    Frozen groups run in eval mode (no dropout), so only the method and augmentation matter. The task does not:
+    cached and uncached batches go through the same ``MultimodalModel.forward`` (InfoNCE or fusion + CE).
     """
     if cfg.train.method != "lw":
         return f"train.method={cfg.train.method} trains every present group, so there is no frozen prefix (needs lw)"
@@ -389,7 +456,3 @@ def prefix_cache_problem(cfg: ExperimentConfig) -> str | None:
         return "data.augment=true: random augmentation changes the frozen prefix's inputs at every step"
     return None
 
-
-def blocks_per_stage(tower: TowerConfig, stages: int) -> int:
-    """Blocks a tower appends per stage: explicit, or spread evenly over the stages."""
-    return tower.blocks_per_stage or math.ceil(tower.num_layers / stages)

@@ -11,13 +11,9 @@ from importlib import resources
 
 import yaml
 
-from fedray.config.schema import ConfigError, DeviceClassConfig
+from fedray.config.schema import ConfigError, DeviceClassConfig, fleet_preset_names
 
-
-def fleet_preset_names() -> list[str]:
-    """Names of the packaged fleet presets."""
-    files = resources.files("fedray.devices").joinpath("presets").iterdir()
-    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+__all__ = ["fleet_preset", "fleet_preset_names"]
 
 
 def fleet_preset(name: str) -> tuple[str, dict[str, DeviceClassConfig]]:

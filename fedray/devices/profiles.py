@@ -91,7 +91,9 @@ def build_devices(fleet: FleetConfig, num_clients: int, seed: int, storage: Stor
     if fleet.trace:
         from fedray.devices.trace import read_trace  # pyarrow readers only when a trace is used
 
-        return read_trace(fleet.trace, num_clients, storage)
+        names, cols = read_trace(fleet.trace, num_clients, storage)
+        return Devices(tuple(names), cols["memory_mib"] * MIB, cols["gflops"] * 1e9, cols["downlink_mbps"] * 1e6 / 8,
+                       cols["uplink_mbps"] * 1e6 / 8, cols["availability"], cols["latency_s"], f"trace {fleet.trace}")
     classes, source = fleet.classes, "classes"
     if fleet.preset:
         _, classes = fleet_preset(fleet.preset)

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 
 from fedray.config.schema import ConfigError, StorageConfig
 from fedray.data import storage as st
-from fedray.devices.profiles import MIB, Devices
 
 REQUIRED = ("memory_mib", "gflops", "downlink_mbps", "uplink_mbps")
 OPTIONAL = {"availability": 1.0, "latency_s": 0.0}
@@ -61,8 +60,10 @@ def _first_bad(values: np.ndarray, ok: np.ndarray, name: str, uri: str, rule: st
         raise ConfigError(f"fleet trace {uri}, row {row}, column '{name}': {rule}, got {shown}")
 
 
-def read_trace(uri: str, num_clients: int, storage: StorageConfig | None = None) -> Devices:
-    """Client i's device from row i of the trace; errors name the file, row and column."""
+def read_trace(uri: str, num_clients: int, storage: StorageConfig | None = None
+               ) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Client i's device name and profile columns (config units) from row i of the trace; errors name the file,
+    row and column. ``fedray.devices.profiles.build_devices`` turns them into :class:`Devices`."""
     table = _read(uri, storage)
     unknown = [c for c in table.column_names if c not in KNOWN]
     if unknown:
@@ -96,5 +97,4 @@ def read_trace(uri: str, num_clients: int, storage: StorageConfig | None = None)
                               f"got {names[bad[0]]!r}")
     else:
         names = ["trace"] * n
-    return Devices(tuple(names), cols["memory_mib"] * MIB, cols["gflops"] * 1e9, cols["downlink_mbps"] * 1e6 / 8,
-                   cols["uplink_mbps"] * 1e6 / 8, cols["availability"], cols["latency_s"], f"trace {uri}")
+    return names, cols

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -47,7 +48,7 @@ def export_towers(model: MultimodalModel, out_dir: str | Path, tokenizer: str | 
         if tower.arch == "efficientnet_lite0":
             torch.save(tower.source.state_dict(), path / CNN_WEIGHTS)
         else:
-            with _present_blocks_only(tower):
+            with _present_blocks_only(tower), _quiet():
                 tower.source.save_pretrained(path)
             if tower.reader.startswith("tokens") and tokenizer is not None:
                 shutil.copyfile(tokenizer, path / "tokenizer.json")
@@ -63,7 +64,9 @@ def export_run(cfg: ExperimentConfig, info: Any, state: Mapping[str, np.ndarray 
     from fedray.schedules import build_schedule
 
     model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed)
-    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only arrays (a run's state from Ray): only read here
+        model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
     model.set_depths(build_schedule(cfg)[-1].depths)
     return export_towers(model, out_dir, info.tokenizer)
 
@@ -88,6 +91,20 @@ def _meta(tower: Tower) -> dict[str, Any]:
     return {"arch": tower.arch, "modality": tower.modality, "depth": tower.depth, "hidden_size": tower.hidden_size,
             "pooling": tower.pooling, "norm_outside": _NORM_OUTSIDE.get(tower.arch),
             "image_transform": asdict(tower.transform) if tower.transform is not None else None}
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No "Writing model shards" progress bar in a run's output (the bar is a process-wide switch)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 @contextmanager

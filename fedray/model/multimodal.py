@@ -8,6 +8,8 @@ tensors (parameters and buffers, such as the heads' BatchNorm statistics) of tho
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +18,17 @@ from fedray.config import ModelConfig
 from fedray.model.fusion import FusionClassifier
 from fedray.model.heads import projection_head
 from fedray.model.losses import contrastive_loss
-from fedray.model.towers import InputSpec, Tower, build_tower
+from fedray.model.encoders import build_tower
+from fedray.model.towers import InputSpec, Tower
+
+
+@dataclass
+class CachedPrefix:
+    """A tower's frozen prefix already applied to some rows: what ``forward(batch, cached=...)`` starts from."""
+
+    start: int  # blocks already applied to ``hidden``
+    hidden: torch.Tensor  # what Tower.embed returns, then ``start`` blocks: [B, N, d], or [B, C, H, W] for a CNN
+    mask: torch.Tensor | None  # the text padding mask [B, N] (1 = token) of Tower.embed, else None
 
 
 class MultimodalModel(nn.Module):
@@ -62,24 +74,46 @@ class MultimodalModel(nn.Module):
         """Parameters and buffers of ``groups``, by name, in a fixed order (detached, not copied)."""
         return {n: t for n, t in self.state_dict().items() if self._group_of[n] in groups}
 
-    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """L2-normalised projections per modality, each [B, out_dim]."""
-        return {m: F.normalize(self.heads[m](self.towers[m](batch)), dim=-1) for m in self.towers}
+    def features(self, batch: dict[str, torch.Tensor], cached: dict[str, CachedPrefix] | None = None
+                 ) -> dict[str, torch.Tensor]:
+        """Each tower's head output [B, D] (unnormalised), in tower order.
+
+        A tower named in ``cached`` starts from its cached hidden states (its embeddings and first ``start``
+        blocks already applied: what the prefix cache stores); the others start from ``batch``. Both run the
+        same modules in the same order, so a cached batch computes exactly what an uncached one does.
+        """
+        out = {}
+        for m, tower in self.towers.items():
+            prefix = cached.get(m) if cached else None
+            if prefix is None:
+                (h, mask), start = tower.embed(batch), 0
+            else:
+                h, mask, start = prefix.hidden, prefix.mask, prefix.start
+            out[m] = self.heads[m](tower.pool(tower.run_blocks(h, mask, start, tower.depth), mask))
+        return out
+
+    def encode(self, batch: dict[str, torch.Tensor], cached: dict[str, CachedPrefix] | None = None
+               ) -> dict[str, torch.Tensor]:
+        """L2-normalised projections per modality, each [B, out_dim] (retrieval, InfoNCE)."""
+        return {m: F.normalize(p, dim=-1) for m, p in self.features(batch, cached).items()}
 
     @property
     def task(self) -> str:
         return "contrastive" if self.fusion is None else "classification"
 
-    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def logits(self, batch: dict[str, torch.Tensor], cached: dict[str, CachedPrefix] | None = None) -> torch.Tensor:
         """Class logits [B, C]: the fused (unnormalised) projections through the prediction head."""
         assert self.fusion is not None, "logits() needs model.task: classification"
-        return self.fusion([self.heads[m](self.towers[m](batch)) for m in self.towers])
+        return self.fusion(list(self.features(batch, cached).values()))
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor], cached: dict[str, CachedPrefix] | None = None) -> torch.Tensor:
+        """The training loss of one batch: fusion + cross-entropy (classification) or InfoNCE over every pair.
+
+        The one forward path: local training (with and without cached prefixes), evaluation and the meter use it.
+        """
         if self.fusion is not None:
-            return F.cross_entropy(self.logits(batch), batch["label"])
-        return contrastive_loss(self.encode(batch), self.temperature)
-
+            return F.cross_entropy(self.logits(batch, cached), batch["label"])
+        return contrastive_loss(self.encode(batch, cached), self.temperature)
 
 def _group_of(name: str) -> str:
     parts = name.split(".")

@@ -195,10 +195,3 @@ def _attention_bias(mask: torch.Tensor, h: torch.Tensor, causal: bool) -> torch.
     n = mask.shape[1]
     allowed = torch.ones(n, n, dtype=torch.bool, device=mask.device).tril() & mask[:, None, None, :].bool()
     return torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill(~allowed, lowest)
-
-
-def build_tower(cfg: TowerConfig, spec: InputSpec, modality: str, seed: int) -> Tower:
-    """Build a full-depth tower from a config (random init from ``seed``), a checkpoint or packaged weights."""
-    from fedray.model.encoders import encoder
-
-    return encoder(cfg.arch).build(cfg, spec, modality, seed)

@@ -9,8 +9,8 @@ real local step on a synthetic batch of the real shapes under a :class:`StepMete
 * peak memory of a method = the largest step memory over the stages that have rounds;
 * communication per round = the exchanged tensors (parameters and buffers) sent to the client
   plus the same returned by it, plus, once per stage, the frozen groups that earlier stages
-  trained (the LW prefix sync, exactly as the orchestrator does it), for one client taking part
-  in every round.
+  trained (the LW prefix sync: ``fedray.schedules.stale_groups``, the rule runs use), for one
+  client taking part in every round.
 
 Identical stages (LW and Prog stage 1; Prog's last stage and FedMML) are measured once.
 Input shapes come from the dataset (``data.source``) or, for the paper presets, from
@@ -31,10 +31,8 @@ from fedray.data import Shard
 from fedray.model import InputSpec, MultimodalModel, build_model
 from fedray.resources import analytic
 from fedray.resources.meter import StepCost, StepMeter, cuda_peak
-from fedray.schedules import StageSpec, build_schedule
+from fedray.schedules import METHODS, REFERENCE, StageSpec, build_schedule, stale_groups
 from fedray.training import configure_trainable, local_train
-
-METHODS = ("fedmml", "lw", "prog")
 
 
 @dataclass(frozen=True)
@@ -51,18 +49,6 @@ WORKLOADS = {
     "paper-coco": Workload(InputSpec(channels=3, image_size=224, vocab_size=30522), 11828),
     "paper-advance": Workload(InputSpec(channels=3, image_size=224, frames=1024, features=128, num_classes=13), 405),
 }
-
-
-def workload_of(cfg: ExperimentConfig, preset: str | None) -> Workload:
-    """The packaged workload of a paper preset (by preset or config name), else shapes and shard size
-    from the dataset."""
-    for name in (preset, cfg.name):
-        if name in WORKLOADS:
-            return WORKLOADS[name]
-    from fedray.plan import plan_run  # reads only metadata and the split column
-
-    plan = plan_run(cfg)
-    return Workload(plan.info.inputs, min(len(r) for r in plan.client_rows))
 
 
 def synthetic_shard(cfg: ExperimentConfig, inputs: InputSpec, rows: int, seed: int = 0) -> Shard:
@@ -102,24 +88,19 @@ def measure_stage(model: MultimodalModel, cfg: ExperimentConfig, stage: StageSpe
     shard = synthetic_shard(cfg, inputs, steps * cfg.train.batch_size)
     meter = StepMeter()
     with cuda_peak(device) as peak:
-        local_train(model, shard, stage, replace(cfg.train, local_epochs=1), cfg.train.seed, meter=meter)
+        local_train(model, shard, stage, replace(cfg.train, local_epochs=1), cfg.train.seed, measure=meter.step)
     assert meter.cost is not None
     return meter.cost, peak[0]
 
 
 def prefix_sync_bytes(model: MultimodalModel, schedule: list[StageSpec]) -> dict[int, int]:
-    """Bytes of frozen groups a client taking part in every round receives at each stage's start.
-
-    Mirrors the orchestrator: groups trained in a stage with rounds, now frozen, and changed since
-    the client's last round; a stage without rounds changes nothing.
-    """
-    out, changed, synced = {}, {}, 0
+    """Bytes of frozen groups a client taking part in every round receives at each stage's start (the runs' rule:
+    :func:`fedray.schedules.stale_groups`, from the last stage it took part in)."""
+    out, synced = {}, 0
     for spec in schedule:
-        if spec.rounds == 0:
-            continue
-        stale = set().union(*(changed.get(s, frozenset()) for s in range(synced, spec.index))) & spec.frozen
-        out[spec.index] = sum(t.nbytes for t in model.state(stale).values())
-        changed[spec.index], synced = spec.trainable, spec.index
+        if spec.rounds:
+            out[spec.index] = sum(t.nbytes for t in model.state(stale_groups(schedule, synced, spec.index)).values())
+            synced = spec.index
     return out
 
 
@@ -132,7 +113,7 @@ def scaled(cost: StepCost, probe: int, batch: int) -> StepCost:
 
 
 def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", preset: str | None = None,
-             methods: tuple[str, ...] = METHODS, probe_batch: int | None = None,
+             methods: tuple[str, ...] = tuple(METHODS), probe_batch: int | None = None,
              on_stage: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Per-stage and whole-run resources of one client for each method (see the module docstring).
 
@@ -199,11 +180,11 @@ def estimate(cfg: ExperimentConfig, workload: Workload, device: str = "cpu", pre
                     total["cuda_max_memory_allocated"] = max(total.get("cuda_max_memory_allocated", 0), cuda_bytes)
         totals[method] = {**total, "analytic_flops": analytic_total}
     ratios = {}
-    if "fedmml" in totals:
+    if REFERENCE in totals:
         for m in totals:
-            if m != "fedmml":
-                ratios[f"fedmml/{m}"] = {k: base / v for k, v in totals[m].items()
-                                         if v and (base := totals["fedmml"][k]) is not None}
+            if m != REFERENCE:
+                ratios[f"{REFERENCE}/{m}"] = {k: base / v for k, v in totals[m].items()
+                                              if v and (base := totals[REFERENCE][k]) is not None}
     return {
         "preset": preset or cfg.name, "device": str(dev), "batch_size": batch, "probe_batch": probe_batch,
         "local_steps_per_round": steps,
@@ -229,7 +210,7 @@ def _mib(b: float) -> str:
 def to_text(report: dict[str, Any]) -> str:
     """The per-method summary with ratios to FedMML, then the per-stage detail, as Markdown tables."""
     m, r = report["methods"], report["ratios"]
-    cuda = "cuda_max_memory_allocated" in m.get("fedmml", {})
+    cuda = any("cuda_max_memory_allocated" in t for t in m.values())
     head = ["method", "peak memory MiB (CPU model)"] + (["cuda max allocated MiB"] if cuda else []) + [
         "TFLOPs (measured)", "TFLOPs (analytic)", "comm GB", "memory x", "FLOPs x", "comm x"]
     probe = f" (scaled from steps of {report['probe_batch']})" if report.get("probe_batch") else ""
@@ -237,7 +218,7 @@ def to_text(report: dict[str, Any]) -> str:
              f"{report['local_steps_per_round']} local steps per round, text length {report['workload']['text_length']}",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, t in m.items():
-        ratio = r.get(f"fedmml/{name}", {k: 1.0 for k in t}) if name != "fedmml" else {k: 1.0 for k in t}
+        ratio = r.get(f"{REFERENCE}/{name}", {k: 1.0 for k in t}) if name != REFERENCE else {k: 1.0 for k in t}
         cells = [name, _mib(t["peak_memory_bytes"])] + ([_mib(t["cuda_max_memory_allocated"])] if cuda else []) + [
             f"{t['flops'] / 1e12:.5g}", _g(t["analytic_flops"], 1e12), f"{t['comm_bytes'] / 1e9:.5g}",
             f"{ratio.get('peak_memory_bytes', 0):.2f}", f"{ratio.get('flops', 0):.2f}", f"{ratio.get('comm_bytes', 0):.2f}"]

@@ -1,20 +1,37 @@
-"""The Fleet protocol: how the server reaches client hosts. In-process here; Ray in fedray.backend."""
+"""The Fleet protocol: how the server reaches client hosts. In-process here; Ray in fedray.backend.
+
+A fleet is transport only: it runs a round's tasks from the global tensors it is given and makes sure every
+host holds the stage's frozen values before it trains. What a client is charged for receiving them is
+algorithm (``RoundPlan.deliveries``), not how the fleet feeds its hosts.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from fedray.client import ClientHost, HostResult, RoundTask
+from fedray.client import ClientHost, FrozenValues, HostResult, RoundTask
+
+
+@dataclass
+class RoundResults:
+    """What came back from a round: returned hosts' results (in task order) and the clients that did not return."""
+
+    results: list[HostResult]
+    lost: tuple[int, ...] = ()  # clients whose host died and did not come back in time
+    dropped: tuple[int, ...] = ()  # stragglers past runtime.round_timeout, dropped by min_completion < 1
+    faults: dict[str, int] = field(default_factory=dict)  # fault/* counts for the round's record
 
 
 class Fleet(Protocol):
-    """Runs one round's tasks on client hosts and returns results in task order."""
+    """Runs one round's tasks on client hosts."""
 
     def run_round(self, tasks: list[RoundTask], payload: dict[str, np.ndarray],
-                  prefix: dict[str, np.ndarray] | None, prefix_hosts: set[int]) -> list[HostResult]:
-        """Send ``prefix`` to ``prefix_hosts`` first, then run ``tasks`` from the global tensors ``payload``."""
+                  frozen: FrozenValues | None) -> RoundResults:
+        """Train ``tasks`` from the global tensors ``payload``; each host first holds ``frozen`` (the stage's
+        frozen values, identical for every round of a stage)."""
         ...
 
     def close(self) -> None:
@@ -29,11 +46,8 @@ class InProcessFleet:
         self.hosts = hosts
 
     def run_round(self, tasks: list[RoundTask], payload: dict[str, np.ndarray],
-                  prefix: dict[str, np.ndarray] | None, prefix_hosts: set[int]) -> list[HostResult]:
-        for h in sorted(prefix_hosts):
-            assert prefix is not None
-            self.hosts[h].sync_prefix(prefix)
-        return [self.hosts[t.host].train(t, payload) for t in tasks]
+                  frozen: FrozenValues | None) -> RoundResults:
+        return RoundResults([self.hosts[t.host].train(t, payload, frozen) for t in tasks])
 
     def close(self) -> None:
         self.hosts = []

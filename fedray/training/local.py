@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from fedray.config import TrainConfig
 from fedray.data import Shard
-from fedray.model import MultimodalModel, lr_group
+from fedray.model import CachedPrefix, MultimodalModel, lr_group
 from fedray.schedules import StageSpec
 from fedray.training.finite import check_finite
 
-if TYPE_CHECKING:
-    from fedray.resources.meter import StepMeter
+Cached = Callable[[torch.Tensor], dict[str, CachedPrefix]]  # batch rows -> cached prefixes of frozen towers
+Measure = Callable[[MultimodalModel, torch.optim.Optimizer], AbstractContextManager[None]]  # wraps one step
 
 
 @dataclass(frozen=True)
@@ -53,35 +52,41 @@ def make_optimizer(model: MultimodalModel, spec: StageSpec, cfg: TrainConfig) ->
     ])
 
 
+def proximal_term(anchor: list[tuple[torch.Tensor, torch.Tensor]], mu: float) -> torch.Tensor:
+    """FedProx (Li et al. 2020): mu/2 * sum ||w - w_global||^2 over (parameter, its global value) pairs."""
+    return mu / 2 * sum((p - a).pow(2).sum() for p, a in anchor)
+
+
 def local_train(model: MultimodalModel, shard: Shard, spec: StageSpec, cfg: TrainConfig, seed: int,
-                augment: bool = False, batch_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                meter: StepMeter | None = None) -> LocalResult:
+                augment: bool = False, *, cached: Cached | None = None, measure: Measure | None = None,
+                proximal: float = 0.0) -> LocalResult:
     """Run ``cfg.local_epochs`` epochs over the shard (shuffled, drop_last) and return the stats.
 
-    The caller has loaded the global tensors and called :func:`configure_trainable`. ``batch_loss``
-    (rows -> loss) replaces ``model.loss`` on the decoded batch, e.g. to start from cached activations.
-    A ``meter`` measures the first step (FLOPs, memory) unless it already holds a cost; that step always
-    runs the whole present model, so the ledger counts what the method costs a client, not the cache.
+    The caller has loaded the global tensors and called :func:`configure_trainable`. Every step computes
+    ``model(batch, cached=...)``: ``cached`` (rows -> cached prefixes) starts the frozen towers from stored
+    activations. ``measure`` wraps the first step (a real step, numerics unchanged), which then runs the whole
+    present model, never the cache: the ledger counts what the method costs a client, not what the simulator
+    saves. ``proximal`` > 0 adds FedProx's mu/2 * ||w - w_global||^2 over the trainable parameters (the values
+    they hold now); the reported loss is the task loss.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout in trainable groups
     opt = make_optimizer(model, spec, cfg)
     device = next(model.parameters()).device
+    anchor = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad] if proximal > 0 else []
     n, bsz = len(shard), cfg.batch_size
     steps, total = 0, 0.0
     for _ in range(cfg.local_epochs):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n - bsz + 1, bsz):
-            measuring = meter is not None and meter.cost is None
-            with meter.step(model, opt) if measuring else nullcontext():  # type: ignore[union-attr]
-                if batch_loss is not None and not measuring:  # cached and uncached losses are bit-identical
-                    loss = batch_loss(perm[start:start + bsz])
-                else:
-                    batch = {k: v.to(device, non_blocking=True)
-                             for k, v in shard.batch(perm[start:start + bsz], augment, gen).items()}
-                    loss = model.loss(batch)
+            idx = perm[start:start + bsz]
+            measuring = measure is not None and steps == 0
+            with measure(model, opt) if measuring else nullcontext():  # type: ignore[misc]
+                batch = {k: v.to(device, non_blocking=True) for k, v in shard.batch(idx, augment, gen).items()}
+                loss = model(batch, cached(idx) if cached is not None and not measuring else None)
+                objective = loss + proximal_term(anchor, proximal) if anchor else loss
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                objective.backward()
                 opt.step()
             steps += 1
             total += loss.item()

@@ -8,9 +8,10 @@ from itertools import permutations
 from typing import Any
 
 from fedray.config import ExperimentConfig
+from fedray.schedules import method
 from fedray.training.evaluate import KS
 
-# Keys of every orchestrator round record (fedray/server/orchestrator.py), reported as they are.
+# Keys of every round record (fedray/server/rounds.py RoundRecord.row, plus the loop's times), reported as they are.
 ROUND_KEYS = ("round", "stage", "stage_round", "cohort", "train/loss", "comm/bytes_to_clients",
               "comm/bytes_from_clients", "comm/total_bytes", "time/round_s", "time/elapsed_s")
 # The resource ledger's keys in round records: FLOPs of all clients so far, and this round's largest client peak.
@@ -36,8 +37,8 @@ def reported_metrics(cfg: ExperimentConfig) -> set[str]:
 
 
 @dataclass
-class Ledger:
-    """Resource totals so far from the ledger's round figures; NaN until a record carries them."""
+class RecordTotals:
+    """Resource totals so far from the ledger's round figures in records; NaN until a record carries them."""
 
     flops: float = math.nan
     peak_memory: float = math.nan
@@ -52,11 +53,11 @@ class Ledger:
 
 @dataclass
 class RoundReporter:
-    """Turns orchestrator records into Tune results: eval metrics carried forward, resource totals so far."""
+    """Turns round records into Tune results: eval metrics carried forward, resource totals so far."""
 
     cfg: ExperimentConfig
     last_eval: dict[str, float] = field(default_factory=dict)
-    ledger: Ledger = field(default_factory=Ledger)
+    ledger: RecordTotals = field(default_factory=RecordTotals)
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {k: record[k] for k in ROUND_KEYS if k in record}
@@ -70,7 +71,7 @@ class RoundReporter:
         out["method"] = self.cfg.train.method
         out["partition"] = self.cfg.data.partition.kind
         out["beta"] = self.cfg.data.partition.beta
-        out["stages"] = self.cfg.train.stages if self.cfg.train.method != "fedmml" else 1
+        out["stages"] = method(self.cfg.train.method).stage_count(self.cfg.train.stages)
         return out
 
 

@@ -12,11 +12,11 @@ matplotlib.use("Agg")  # headless: no display on clusters and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from fedray.tune.report import Trial, is_missing  # noqa: E402
+from fedray.schedules import METHODS  # noqa: E402
+from fedray.tune.trials import Trial, is_missing  # noqa: E402
 
 log = logging.getLogger("fedray")
-COLOURS = {"fedmml": "tab:blue", "lw": "tab:orange", "prog": "tab:green"}
-LABELS = {"fedmml": "FedMML", "lw": "LW-FedMML", "prog": "Prog-FedMML"}
+COLOURS = {name: m.colour for name, m in METHODS.items()}
 
 
 def make_plots(trials: list[Trial], rows: list[dict[str, Any]], metric: str, out: Path) -> list[str]:
@@ -46,7 +46,7 @@ def _label(trial: Trial) -> str:
 
 
 def _method_label(method: str) -> str:
-    return LABELS.get(method, method)
+    return METHODS[method].label if method in METHODS else method
 
 
 def _legend(ax: Any, **kwargs: Any) -> None:

@@ -24,7 +24,7 @@ from fedray.rundir import OutputError, RunDir
 from fedray.progress import Progress
 from fedray.tune.progress import SweepProgress
 from fedray.tune.report import write_report
-from fedray.tune.resources import client_gpus, fit_concurrency, num_hosts, trial_bundles
+from fedray.tune.bundles import client_gpus, fit_concurrency, num_hosts, trial_bundles
 from fedray.tune.spec import Dist, SweepSpec, parse_sweep, trial_config
 from fedray.tune.trainable import fedray_trial
 
@@ -113,7 +113,7 @@ def param_space(space: dict[str, Dist]) -> dict[str, Any]:
 def _bundles(spec: SweepSpec, base: dict[str, Any], params: dict[str, Any], cluster: dict[str, float],
              concurrency: int) -> list[dict[str, float]]:
     cfg = trial_config(base, params)
-    hosts = num_hosts(cfg)
+    hosts = num_hosts(cfg, cluster)  # auto packing for this cluster, not for the machine that submits the sweep
     return trial_bundles(cfg, spec.resources, hosts, client_gpus(spec.resources, cluster, concurrency, hosts))
 
 
@@ -121,7 +121,7 @@ def _concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
     """The requested concurrency, lowered (with a warning) to what the cluster holds of the largest trial."""
     per_trial: dict[str, float] = {}
     for cfg in spec.checked or (build(spec.base),):
-        hosts = num_hosts(cfg)
+        hosts = num_hosts(cfg, cluster)
         need: dict[str, float] = {}
         gpus = client_gpus(spec.resources, cluster, spec.max_concurrent_trials, hosts)  # auto shares never limit
         for b in trial_bundles(cfg, spec.resources, hosts, gpus):

@@ -19,8 +19,8 @@ import yaml
 
 from fedray.config import ConfigError, ExperimentConfig, apply_overrides, build, load_raw
 from fedray.config.loader import merge, parse_yaml
+from fedray.tune.bundles import TrialResources, check_plan
 from fedray.tune.metrics import reported_metrics
-from fedray.tune.resources import num_hosts
 
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 SWEEP_KEYS = ("name", "base", "search_space", "metric", "mode", "num_samples", "max_concurrent_trials",
@@ -59,15 +59,6 @@ class Scheduler:
     grace_period: int = 1  # rounds every trial runs before it can be stopped
     reduction_factor: float = 2.0
     max_t: int | None = None  # None = the most rounds any checked config runs
-
-
-@dataclass(frozen=True)
-class TrialResources:
-    """What each trial reserves up front (bundle sizes of its placement group)."""
-
-    trial_cpus: float = 0.25  # the Tune trainable (it only streams records)
-    client_cpus: float = 0.25  # per client actor; the server actor gets runtime.server_cpus
-    client_gpus: float | str = "auto"  # per client actor; auto = share the cluster's GPUs, 0 without GPUs
 
 
 @dataclass(frozen=True)
@@ -266,7 +257,7 @@ def _check_space(base: dict[str, Any], space: dict[str, Dist], fail: Any) -> lis
     def make(values: dict[str, Any]) -> ExperimentConfig:
         try:
             cfg = trial_config(base, values)
-            num_hosts(cfg)  # plans the run: dataset, partition, shard sizes
+            check_plan(cfg)  # plans the run: dataset, partition, shard sizes
             return cfg
         except (ValueError, OSError) as err:  # config errors, and data errors found while planning
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the base config"
@@ -306,9 +297,9 @@ def _scheduler(section: Any, checked: list[ExperimentConfig], fail: Any) -> Sche
     if not isinstance(sched.reduction_factor, (int, float)) or sched.reduction_factor <= 1:
         raise fail(f"'scheduler.reduction_factor' must be > 1, got {sched.reduction_factor!r}")
     if sched.max_t is None:
-        from fedray.schedules import allocate_rounds
+        from fedray.schedules import build_schedule
 
-        most = max(sum(allocate_rounds(c.train.rounds, c.train.stages, c.train.total_rounds)) for c in checked)
+        most = max(sum(s.rounds for s in build_schedule(c)) for c in checked)
         sched = replace(sched, max_t=most)
     _positive_int(sched.max_t, "scheduler.max_t", fail)
     return sched

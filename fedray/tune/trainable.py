@@ -13,9 +13,10 @@ from typing import Any
 import ray
 from ray import tune
 
-from fedray.api import run_experiment
+from fedray.api import resume_experiment, run_experiment
 from fedray.rundir import RunDir
 from fedray.schedules import build_schedule
+from fedray.server.checkpoint import CHECKPOINT
 from fedray.tune.metrics import RoundReporter
 from fedray.tune.spec import trial_config
 
@@ -26,16 +27,17 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
     """Run the experiment ``base`` + ``params`` and ``tune.report`` every round with a checkpoint.
 
     Writes ``<sweep_dir>/trials/<trial_id>/run`` (a normal fedray run directory) and ``trial.json``
-    (swept values, start and end times). A trial resumed after an interruption restarts its
-    simulation in ``run~2`` (the round loop has no mid-run restore yet); seeds are fixed, so it
-    repeats the same rounds, and rounds already reported to Tune are not reported again. A trial
-    whose run had finished on disk when it was interrupted replays its rows instead of rerunning.
+    (swept values, start and end times). A trial restored after an interruption continues its run from
+    the run's last checkpoint (``resume_experiment``: bit-identical to an uninterrupted run; rounds before
+    the checkpoint are not recomputed, rounds already reported to Tune are not reported again). A run
+    that had finished on disk replays its rows; one interrupted before its first checkpoint starts over
+    in ``run~2``.
     """
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(base, params, name=f"{sweep_name}-{trial_id}")
     cpus, gpus, hosts = _client_bundles()
     # Client actors ask for exactly what this trial's bundles hold (never "share the cluster"), and
-    # "auto" packing is pinned to the bundles reserved for it (not re-packed for the whole cluster).
+    # "auto" packing is what the sweep resolved for its cluster: one actor per client bundle reserved.
     per_actor = cfg.runtime.clients_per_actor
     if per_actor == "auto":
         per_actor = math.ceil(cfg.data.num_clients / hosts)
@@ -46,8 +48,12 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
     trial.path.mkdir(parents=True, exist_ok=True)
     # Interrupted after its run was written but before Tune heard the last round: replay, do not rerun.
     replay = previous is not None and (previous / "summary.json").is_file()
-    if replay:
+    resume = not replay and previous is not None and (previous / CHECKPOINT).is_file()
+    if replay or resume:
         run_path, info = previous, json.loads((trial.path / "trial.json").read_text())
+        if resume:
+            info |= {"resumed_from_round": reported}
+            trial.write_json("trial.json", info)
     else:
         run_path = next(p for k in range(1, 1000) if not (p := trial.path / ("run" if k == 1 else f"run~{k}")).exists())
         info = {"trial_id": trial_id, "params": params, "run_dir": run_path.name, "started_at": time.time(),
@@ -75,6 +81,8 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
         if replay:
             for line in (run_path / "metrics.jsonl").read_text().splitlines():
                 on_record(json.loads(line))
+        elif resume:  # the checkpoint's rows come back through on_record first, then the new rounds
+            resume_experiment(str(run_path), cfg, on_record=on_record, progress=lambda line: None)
         else:
             run_experiment(cfg, str(run_path), on_record=on_record, progress=lambda line: None)
     except SystemExit:
@@ -88,7 +96,7 @@ def fedray_trial(params: dict[str, Any], *, base: dict[str, Any], sweep_dir: str
 def _client_bundles() -> tuple[float, float, int]:
     """CPU and GPU of one actor bundle of this trial's placement group, and how many are for clients.
 
-    Bundles (``resources.trial_bundles``): the trainable, then one per actor (server and clients).
+    Bundles (``bundles.trial_bundles``): the trainable, then one per actor (server and clients).
     """
     group = ray.util.get_current_placement_group()
     if group is None:

@@ -150,7 +150,7 @@ def test_job_submit_runs_tiny_and_exports_metrics(cluster, tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 2 and summary["method"] == "lw"
-    assert {"config.yaml", "metrics.jsonl", "checkpoint.pt", "model.pt", "ray.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "checkpoint.pt", "model.safetensors", "ray.json"} <= {p.name for p in out.iterdir()}
 
     deadline = time.monotonic() + 600  # counters reach the export on Ray's report interval
     while time.monotonic() < deadline:

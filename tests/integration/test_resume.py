@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from fedray.api import resume_experiment, run_experiment
 from fedray.cli import main
@@ -26,7 +27,7 @@ OVERRIDES = ["runtime.backend=local", "train.rounds=[3,3]", "runtime.torch_threa
 
 def _checkpoint_round(run_dir: Path) -> int:
     try:
-        return int(torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]["round"])
+        return int(torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]["rounds_done"])
     except (FileNotFoundError, EOFError, RuntimeError):
         return 0
 
@@ -46,7 +47,7 @@ def test_resume_after_driver_kill_is_bit_identical(ray_local, tiny, tmp_path):
     assert proc.wait(300) == -signal.SIGKILL
     at = _checkpoint_round(run_dir)
     assert 2 <= at < 6, f"the driver should die mid-run, after its 2nd checkpoint (checkpoint at round {at})"
-    assert not (run_dir / "summary.json").exists() and not (run_dir / "model.pt").exists()
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "model.safetensors").exists()
 
     shutil.copytree(run_dir, tmp_path / "killed-on-ray")
     assert main(["run", "--resume", str(run_dir)]) == 0  # the run's own config, from the checkpoint
@@ -57,10 +58,10 @@ def test_resume_after_driver_kill_is_bit_identical(ray_local, tiny, tmp_path):
 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2, 3, 4, 5, 6]  # rounds re-done after the checkpoint: listed once
-    ref_model = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)
-    res_model = torch.load(run_dir / "model.pt", weights_only=True)
+    ref_model = load_file(tmp_path / "reference" / "model.safetensors")
+    res_model = load_file(run_dir / "model.safetensors")
     assert ref_model.keys() == res_model.keys()
-    ray_model = torch.load(tmp_path / "killed-on-ray" / "model.pt", weights_only=True)
+    ray_model = load_file(tmp_path / "killed-on-ray" / "model.safetensors")
     for name, tensor in ref_model.items():
         assert torch.equal(tensor, res_model[name]), name
         assert torch.equal(tensor, ray_model[name]), name

@@ -45,7 +45,11 @@ def test_local_run_reads_bucket_and_writes_run_dir_to_bucket(tiny, s3_server, bu
     result = run_experiment(cfg, "s3://fedray-runs/exp/run1", progress=lambda line: None)
     assert result.run_dir == "s3://fedray-runs/exp/run1"
     files = _objects(s3_server, "fedray-runs", "exp/run1/")
-    assert set(files) == {"config.yaml", "partition.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "model.pt"}
+    towers = {n for n in files if n.startswith("towers/")}
+    assert set(files) - towers == {"config.yaml", "partition.json", "metrics.jsonl", "clients.jsonl", "summary.json",
+                                   "checkpoint.pt", "model.safetensors"}
+    assert {"towers/image/config.json", "towers/image/model.safetensors", "towers/text/tokenizer.json",
+            "towers/text/fedray_tower.json"} <= towers  # the export, one object per file
     summary = json.loads(files["summary.json"])
     assert summary["rounds"] == 1 and summary["dataset"] == "emoji"
     assert sum(c["size"] for c in json.loads(files["partition.json"])["clients"]) == 64
@@ -110,3 +114,71 @@ def test_converter_writes_to_bucket_and_reads_back(s3_server, bucket, tmp_path, 
     assert info.tokenizer == "s3://fedray-data/coco/tokenizer.json"
     shard = load_rows(info, [1, 2], max_length=8)
     assert shard.tensors["image"].shape == (2, 3, 8, 8) and shard.tensors["text_ids"].shape == (2, 8)
+
+
+def test_resume_of_an_s3_run_directory(tiny, s3_server, bucket, monkeypatch):
+    """``--resume s3://...`` continues from the checkpoint stored there and ends with uninterrupted weights."""
+    import numpy as np
+
+    from fedray.api import resume_experiment, run_experiment
+
+    for var, value in (("AWS_ACCESS_KEY_ID", s3_server.key), ("AWS_SECRET_ACCESS_KEY", s3_server.secret),
+                       ("AWS_ENDPOINT_URL", s3_server.endpoint), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(var, value)
+    s3 = s3_server.client()
+    cfg = tiny(f"data.source={bucket}", "runtime.backend=local", "data.train_limit=64", "data.eval_limit=16",
+               "train.batch_size=16", "train.rounds=[1, 1]")
+    after_round_one: dict[str, bytes] = {}
+
+    def keep_first_checkpoint(record):  # round 2's record comes before round 2's checkpoint
+        if record["round"] == 2:
+            after_round_one["ckpt"] = s3.get_object(Bucket="fedray-runs", Key="exp/res1/checkpoint.pt")["Body"].read()
+
+    full = run_experiment(cfg, "s3://fedray-runs/exp/res1", progress=lambda _: None, on_record=keep_first_checkpoint)
+    # Put the run back where an interruption after round 1 would have left it.
+    s3.put_object(Bucket="fedray-runs", Key="exp/res1/checkpoint.pt", Body=after_round_one["ckpt"])
+    for name in _objects(s3_server, "fedray-runs", "exp/res1/"):
+        if name.startswith(("summary", "model")):
+            s3.delete_object(Bucket="fedray-runs", Key=f"exp/res1/{name}")
+
+    resumed = resume_experiment("s3://fedray-runs/exp/res1", progress=lambda _: None)
+
+    assert [r["round"] for r in resumed.rows] == [1, 2] and resumed.run_dir == "s3://fedray-runs/exp/res1"
+    assert [n for n in full.state if not np.array_equal(full.state[n], resumed.state[n])] == []
+    files = _objects(s3_server, "fedray-runs", "exp/res1/")
+    assert json.loads(files["summary.json"])["rounds"] == 2
+    assert len(files["metrics.jsonl"].splitlines()) == 2
+
+
+def test_resume_of_an_s3_run_directory_refuses_data_replaced_since(tiny, s3_server, bucket, monkeypatch):
+    """The checkpoint in the bucket records the data's fingerprint; a replaced dataset object is named, and the
+    run directory is left as it was."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fedray.api import resume_experiment, run_experiment
+    from fedray.config import ConfigError
+
+    for var, value in (("AWS_ACCESS_KEY_ID", s3_server.key), ("AWS_SECRET_ACCESS_KEY", s3_server.secret),
+                       ("AWS_ENDPOINT_URL", s3_server.endpoint), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(var, value)
+    s3 = s3_server.client()
+    emoji = open_dataset("emoji")
+    s3.upload_file(emoji.path, "fedray-data", "moving/emoji.parquet")
+    s3.upload_file(emoji.tokenizer, "fedray-data", "moving/tokenizer.json")
+    source = "s3://fedray-data/moving/emoji.parquet"
+    cfg = tiny(f"data.source={source}", "runtime.backend=local", *FAST)
+    run_experiment(cfg, "s3://fedray-runs/exp/moved", progress=lambda _: None)
+    s3.delete_object(Bucket="fedray-runs", Key="exp/moved/summary.json")  # interrupted after its checkpoint
+    before = _objects(s3_server, "fedray-runs", "exp/moved/")
+    table = pq.read_table(emoji.path)
+    buf = pa.BufferOutputStream()
+    pq.write_table(table.slice(0, table.num_rows - 1), buf)  # one row fewer
+    s3.put_object(Bucket="fedray-data", Key="moving/emoji.parquet", Body=buf.getvalue().to_pybytes())
+
+    with pytest.raises(ConfigError, match=r"^--resume s3://fedray-runs/exp/moved: the data changed since the "
+                                          rf"checkpoint: dataset file {source}: \d+ bytes when the run started, "
+                                          r"now \d+; restore the data"):
+        resume_experiment("s3://fedray-runs/exp/moved", progress=lambda _: None)
+
+    assert _objects(s3_server, "fedray-runs", "exp/moved/") == before

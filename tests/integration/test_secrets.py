@@ -38,7 +38,7 @@ def test_credentials_stay_out_of_run_dir_logs_and_metrics(ray_local, tiny, s3_se
 
     assert result.summary["rounds"] == 2
     files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
-    assert {"config.yaml", "checkpoint.pt", "model.pt", "metrics.jsonl", "summary.json"} <= set(files)
+    assert {"config.yaml", "checkpoint.pt", "model.safetensors", "metrics.jsonl", "summary.json"} <= set(files)
     assert s3_server.endpoint.encode() in files["checkpoint.pt"]  # the grep sees config strings in the checkpoint
     for name, data in files.items():
         for c in creds:

@@ -121,7 +121,19 @@ def files(tmp_path_factory):
     shutil.copytree(root / "interrupted", root / "corrupt")
     (root / "corrupt" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     _bad_data(root)
+    _replaced_data(root)
     return root
+
+
+def _replaced_data(root: Path) -> None:
+    """A run on ``moving/data.parquet`` interrupted after its checkpoint, then the file replaced (one caption)."""
+    write_case(root, "moving")
+    cfg = load_config(preset="tiny", overrides=["runtime.backend=local", "train.rounds=[1,0]", "train.batch_size=4",
+                                                "data.train_limit=null", "data.eval_limit=null",
+                                                f"data.source={root}/moving/data.parquet"])
+    run_experiment(cfg, str(root / "data_changed"), progress=lambda _: None)
+    (root / "data_changed" / "summary.json").unlink()
+    write_case(root, "moving", text={3: ["item 3 of kind 0"]})
 
 
 # (case, argv after `fedray`, {root} = the files fixture's directory, expected message fragment)
@@ -138,6 +150,11 @@ CASES = [
      "config key 'train.participation': must be in (0, 1], got 1.5"),
     ("rounds vs stages", [*TINY, "--set", "train.rounds=[1,2,3]"],
      "config key 'train.rounds': has 3 entries but train.stages is 2"),
+    ("total_rounds next to a rounds list", [*TINY, "--set", "train.total_rounds=8"],
+     "config key 'train.total_rounds': 8 is not used when train.rounds is a list ([1, 1] runs 2 rounds)"),
+    ("unknown strategy", [*TINY, "--set", "train.strategy=sgd"], "config key 'train.strategy': unknown strategy 'sgd'"),
+    ("strategy parameter it does not take", [*TINY, "--set", "train.strategy={name: fedavgm, beta1: 0.5}"],
+     "config key 'train.strategy.beta1': fedavgm takes no beta1; its parameters: server_lr, momentum"),
     ("tower cannot encode modality", [*TINY, "--set", "model.towers.text.arch=vit"],
      "config key 'model.towers.text.arch': 'vit' cannot encode text"),
     ("learning rate missing", [*TINY, "--set", "train.lr={image: 0.1, text: 0.1}"],
@@ -249,6 +266,13 @@ CASES += [
      "row 5 (id 'r5'), column 'audio': expected 6 x 4 (frames x features), got a frame of 3 features"),
     ("audio_std of zero", [*AV, "--set", "data.source={root}/audio_std0/data.parquet"],
      "dataset file {root}/audio_std0/data.parquet: schema metadata 'fedray'.audio_std is 0 for feature 1"),
+]
+
+
+# Issue 10 + 13: a checkpoint records the data's fingerprint; --resume refuses data replaced since.
+CASES += [
+    ("resume: data replaced", ["run", "--resume", "{root}/data_changed"],
+     "--resume {root}/data_changed: the data changed since the checkpoint: dataset file {root}/moving/data.parquet: "),
 ]
 
 

@@ -87,6 +87,18 @@ def test_more_clients_than_rows_is_rejected():
         plan_run(cfg)
 
 
+def test_total_rounds_is_never_silently_ignored():
+    """A rounds list fixes the rounds itself: a different train.total_rounds next to it is a named error."""
+    with pytest.raises(ConfigError, match=r"config key 'train.total_rounds': 8 is not used when train.rounds is a "
+                                          r"list \(\[1, 1\] runs 2 rounds\)"):
+        load_config(preset="tiny", overrides=["train.total_rounds=8"])
+    assert load_config(preset="tiny", overrides=["train.total_rounds=2"]).train.rounds == [1, 1]  # consistent
+    with pytest.raises(ConfigError, match=r"config key 'train.total_rounds': train.rounds=uniform splits it"):
+        load_config(preset="tiny", overrides=["train.rounds=uniform"])
+    cfg = load_config(preset="default", overrides=["train.rounds=[2, 4]", "train.total_rounds=null"])
+    assert cfg.train.rounds == [2, 4] and cfg.train.total_rounds is None
+
+
 def test_scientific_notation_is_a_number_in_files_and_overrides(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("preset: tiny\ntrain:\n  lr: {image: 1e-3, text: 2.5E-3, head: 1.0e-2}\n  participation: 1e-9\n")

@@ -12,7 +12,8 @@ from fedray.data import open_dataset
 from fedray.devices import FleetError, build_devices, check_fleet, eligibility_report
 from fedray.devices.costs import local_steps, stage_costs
 from fedray.devices.profiles import MIB, from_profiles
-from fedray.resources.estimate import estimate, workload_of
+from fedray.plan import workload_of
+from fedray.resources.estimate import estimate
 from fedray.schedules import build_schedule
 
 

@@ -170,8 +170,8 @@ def test_family_options_are_checked_where_they_are_set():
 def test_the_prefix_cache_holds_feature_maps_and_changes_nothing(tiny):
     """A CNN's frozen prefix is cached as [N, C, H, W] and gives the same weights as recomputing it."""
     from fedray.client import ClientHost
-    from fedray.plan import make_orchestrator, plan_run
-    from fedray.server import InProcessFleet
+    from fedray.plan import plan_run
+    from fedray.server import Finished, InProcessFleet, build_server, run_rounds
 
     def run(cache: str):
         cfg = tiny("model.towers={image: {arch: efficientnet_lite0, image_size: 32}, "
@@ -179,12 +179,9 @@ def test_the_prefix_cache_holds_feature_maps_and_changes_nothing(tiny):
                    "data.train_limit=64", "train.batch_size=16", f"runtime.cache_prefix={cache}")
         plan = plan_run(cfg)
         hosts = [ClientHost(cfg, plan.info, plan.host_rows(h), threads=1) for h in range(len(plan.hosts))]
-        gen = make_orchestrator(plan, InProcessFleet(hosts)).run()
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value.state, hosts
+        ctx, evaluate, state = build_server(plan)
+        (end,) = [e for e in run_rounds(state, ctx, InProcessFleet(hosts), evaluate, 0) if isinstance(e, Finished)]
+        return end.outcome.state.tensors, hosts
 
     before = torch.get_num_threads()
     try:

@@ -41,8 +41,8 @@ def test_run_writes_directory_and_counts_exact_bytes(tiny, tmp_path, method):
     cfg = tiny(f"train.method={method}", "runtime.backend=local", "train.rounds=[2, 1]")
     result = run_experiment(cfg, str(tmp_path / "run"), progress=lambda _: None)
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "model.pt",
-                                                      "partition.json", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "clients.jsonl", "config.yaml", "metrics.jsonl",
+                                                      "model.safetensors", "partition.json", "summary.json"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["method"] == method and summary["rounds"] == 3
     for key in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"):

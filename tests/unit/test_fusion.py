@@ -54,7 +54,7 @@ def test_fusion_tensors_form_one_group_with_head_learning_rate():
     assert set(model.state({"fusion"})) == set(names)
     assert model.fusion.pred[-1].out_features == 10
     batch = {"image": torch.randn(4, 1, 16, 16), "audio": torch.randn(4, 32, 13), "label": torch.tensor([0, 1, 2, 3])}
-    loss = model.loss(batch)
+    loss = model(batch)
     assert torch.isclose(loss, torch.nn.functional.cross_entropy(model.logits(batch), batch["label"]))
     same = build_model(cfg.model, {"image": spec, "audio": spec}, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(model.state({"fusion"}).values(), same.state({"fusion"}).values()))

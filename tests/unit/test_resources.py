@@ -54,7 +54,7 @@ def test_one_measured_step_times_steps_equals_counting_every_step(tiny):
     shard = synthetic_shard(cfg, INPUTS, rows=30)  # 3 full batches per epoch, 6 rows dropped
     meter = StepMeter()
     with FlopCounterMode(display=False) as full:
-        result = local_train(model, shard, stage, cfg.train, seed=1, meter=meter)
+        result = local_train(model, shard, stage, cfg.train, seed=1, measure=meter.step)
     assert result.steps == 6
     assert meter.cost is not None and meter.cost.flops * result.steps == full.get_total_flops()
 

@@ -11,7 +11,7 @@ from fedray.schedules import allocate_rounds, build_schedule
 def paperlike(method: str, rounds: str = "[0, 0, 0, 10, 30, 50]"):
     """ViT 12 blocks (2/stage) + BERT 6 blocks (1/stage), 6 stages, as in the paper (tiny widths)."""
     return load_config(preset="tiny", overrides=[
-        f"train.method={method}", "train.stages=6", f"train.rounds={rounds}",
+        f"train.method={method}", "train.stages=6", f"train.rounds={rounds}", "train.total_rounds=90",
         "model.towers.image.num_layers=12", "model.towers.image.blocks_per_stage=2",
         "model.towers.text.num_layers=6", "model.towers.text.blocks_per_stage=1",
     ])

@@ -10,7 +10,7 @@ from fedray.api import run_experiment
 from fedray.config import load_config
 
 SMALL = ["runtime.backend=local", "data.train_limit=64", "data.eval_limit=40", "data.num_clients=2",
-         "train.batch_size=16", "train.rounds=[1, 1]", "train.local_epochs=1"]
+         "train.batch_size=16", "train.rounds=[1, 1]", "train.total_rounds=null", "train.local_epochs=1"]
 SMALL += [f"model.towers.{m}.{k}={v}" for m in ("image", "audio") for k, v in (("hidden_size", 32), ("intermediate_size", 32))]
 
 

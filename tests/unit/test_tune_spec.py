@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from fedray.tune.metrics import RoundReporter, eval_metrics, reported_metrics
-from fedray.tune.resources import client_gpus, fit_concurrency, num_hosts, trial_bundles
-from fedray.tune.spec import SweepError, TrialResources, load_sweep, parse_sweep, trial_config
+from fedray.tune.bundles import TrialResources, client_gpus, fit_concurrency, num_hosts, trial_bundles
+from fedray.tune.spec import SweepError, load_sweep, parse_sweep, trial_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "tune_configs"
 
@@ -75,7 +75,7 @@ def test_combination_checked_not_just_each_key():
     # Each value is valid alone on the base (rounds: uniform, stages: 2); stages=3 with [1, 1] is not.
     with pytest.raises(SweepError, match=r"search_space with train.stages=3, train.rounds=\[1, 1\]: "
                                          r"config key 'train.rounds': has 2 entries but train.stages is 3"):
-        sweep(base={"preset": "tiny", "overrides": {"train.rounds": "uniform"}},
+        sweep(base={"preset": "tiny", "overrides": {"train.rounds": "uniform", "train.total_rounds": 2}},
               search_space={"train.stages": {"grid": [2, 3]}, "train.rounds": {"grid": ["uniform", [1, 1]]}})
 
 
@@ -91,11 +91,11 @@ def test_sets_route_to_sweep_or_base(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"base": {"preset": "default"}, "search_space": {"train.method": {"grid": ["lw"]}}}))
     spec = load_sweep(str(path), ["base.preset=tiny", "search_space.data.partition.beta={grid: [0.05, 5]}",
-                                  "max_concurrent_trials=1", "train.total_rounds=6"])
+                                  "max_concurrent_trials=1", "train.local_epochs=3"])
     assert spec.name == "s" and spec.max_concurrent_trials == 1
     assert spec.search_space["data.partition.beta"].args == (0.05, 5)
     cfg = trial_config(spec.base, {"train.method": "prog", "data.partition.beta": 5})
-    assert (cfg.name, cfg.train.method, cfg.data.partition.beta, cfg.train.total_rounds) == ("tiny", "prog", 5.0, 6)
+    assert (cfg.name, cfg.train.method, cfg.data.partition.beta, cfg.train.local_epochs) == ("tiny", "prog", 5.0, 3)
     small = trial_config(spec.base, {"train.lr.head": 1e-05, "train.rounds": [1, 1], "train.method": "lw"})
     assert small.train.lr["head"] == 1e-05 and small.train.rounds == [1, 1]  # 1e-05 stays a number
     again = parse_sweep(yaml.safe_load(spec.to_yaml()), "saved")  # sweep.yaml round trip (used by --resume)
@@ -117,7 +117,7 @@ def test_concurrency_lowered_with_warning():
 def test_trial_bundles(tiny):
     cfg = tiny()
     res = TrialResources(trial_cpus=0.25, client_cpus=0.25)
-    assert num_hosts(cfg) == 2
+    assert num_hosts(cfg, {"CPU": 2.0}) == 2
     assert trial_bundles(cfg, res, 2, 0.0) == [{"CPU": 0.25}] * 4  # trainable, server, 2 clients: 1 CPU
     assert client_gpus(res, {"CPU": 2.0}, 2, 2) == 0.0  # no GPUs: never ask for one (it would hang)
     assert client_gpus(res, {"CPU": 8.0, "GPU": 1.0}, 2, 2) == 0.25  # 2 trials x 2 clients share one GPU

@@ -26,3 +26,8 @@ ENCODERS: dict[str, Encoder] = {**HF_ENCODERS, "efficientnet_lite0": EfficientNe
 def encoder(arch: str) -> Encoder:
     """The builder of family ``arch`` (config validation has checked the name)."""
     return ENCODERS[arch]
+
+
+def build_tower(cfg: TowerConfig, spec: InputSpec, modality: str, seed: int) -> Tower:
+    """Build a full-depth tower from a config (random init from ``seed``), a checkpoint or packaged weights."""
+    return encoder(cfg.arch).build(cfg, spec, modality, seed)
