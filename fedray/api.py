@@ -164,6 +164,11 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], state: 
                       "peak_memory_bytes": spent.peak_memory_bytes},
         "wall_time_s": time.perf_counter() - start,
     }
+    if plan.devices is not None or cfg.train.target:  # the simulated device clock; when each target was reached
+        from fedray.devices.summary import fleet_summary, time_to_target
+
+        summary["fleet"] = fleet_summary(rows, cfg.data.num_clients)
+        summary["targets"] = time_to_target(rows, dict(cfg.train.target))
     run_dir.write_json("summary.json", summary)
     return RunResult(str(run_dir.path), summary, rows, dict(final.tensors))
 

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                           parents=[common])
     _config_args(cmp_)
     cmp_.add_argument("--out", help="directory for the runs and comparison.csv/.md")
+    cmp_.add_argument("--seeds", type=_positive, default=1, metavar="N",
+                      help="run every method with N seeds (train.seed, +1, ...: partition, init and sampling differ) "
+                           "and report mean ± 95%% interval (default 1: one run, ± its bootstrap interval)")
 
     res = sub.add_parser("resources", help=f"one client's memory, FLOPs and communication for {', '.join(METHODS)}",
                          parents=[common])
@@ -115,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return int(text)
+
+
 def _methods(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in METHODS]
@@ -160,7 +169,9 @@ def _saved_config(run_dir: str) -> ExperimentConfig | None:
 
 
 def _summary_lines(result: Any) -> str:
-    metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.summary["metrics"].items() if v is not None)
+    found = result.summary["metrics"]
+    metrics = ", ".join(f"{k} {v:.3f}" + (f" ± {found[k + '_ci95']:.3f}" if found.get(k + "_ci95") is not None else "")
+                        for k, v in found.items() if v is not None and not k.endswith("_ci95"))
     return f"run directory: {result.run_dir}\n{metrics}"
 
 
@@ -206,7 +217,8 @@ def _compare(args: argparse.Namespace, display: Progress) -> None:
         check_out(args.out)
     from fedray.compare import compare, to_text
 
-    root, rows = compare(cfg, args.out, address=args.address, display=display, methods=args.methods)
+    root, rows = compare(cfg, args.out, address=args.address, display=display, methods=args.methods,
+                         seeds=args.seeds)
     print(to_text(rows), end="")
     print(f"comparison written to {root}/comparison.md")
 

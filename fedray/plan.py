@@ -34,6 +34,7 @@ class RunPlan:
     eval_rows: np.ndarray
     hosts: tuple[tuple[int, ...], ...]  # client ids per host (empty until pack_hosts)
     partition: dict[str, Any] = field(default_factory=dict)  # sizes and label histograms (partition.json)
+    devices: Any = None  # fedray.devices.DeviceSim with a ``fleet``: simulated devices and clock; else None
 
     @property
     def host_of(self) -> dict[int, int]:
@@ -85,7 +86,14 @@ def plan_data(cfg: ExperimentConfig) -> RunPlan:
     validate_rows(cfg, info, np.concatenate([*client_rows, eval_rows]))  # every row read later, before any actor
     if "audio" in cfg.model.towers and info.audio_norm is None:  # standardise with training-row statistics
         info = replace(info, audio_norm=audio_stats(info, np.concatenate(client_rows)))
-    return RunPlan(cfg, info, client_rows, eval_rows, (), partition)
+    # A fleet: build the devices and check them against every stage before any compute (fedray.devices).
+    from fedray.devices.sim import prepare
+    from fedray.schedules import build_schedule
+
+    devices = prepare(cfg, build_schedule(cfg), info.inputs, [len(r) for r in client_rows])
+    if devices is not None:
+        partition = {**partition, "devices": devices.report()}
+    return RunPlan(cfg, info, client_rows, eval_rows, (), partition, devices)
 
 
 def pack_hosts(plan: RunPlan, cpus: float, gpus: float = 0.0) -> RunPlan:

@@ -141,9 +141,18 @@ class RayFleet:
                 return  # gone for good (restarts used up) or still not back: the retry reports it
 
     def close(self) -> None:
-        for actor in self.actors:
-            ray.kill(actor)
+        end_actors(self.actors)
         self.actors = []
+
+
+def end_actors(actors: list[Any], timeout_s: float = 30.0) -> None:
+    """End actors as they would end themselves: Ray's graceful termination runs after their queued calls and exits
+    the process cleanly, where ``ray.kill`` stops a worker mid-call (torch's threads then abort on a corrupt mutex,
+    a crash dump in the session's logs). An actor still there after ``timeout_s`` (a straggler's round) is killed."""
+    ending = {actor.__ray_terminate__.remote(): actor for actor in actors}
+    _, late = ray.wait(list(ending), num_returns=len(ending), timeout=timeout_s)
+    for ref in late:
+        ray.kill(ending[ref])
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the remote traceback's header

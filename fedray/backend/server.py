@@ -9,7 +9,7 @@ import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fedray.backend.errors import reraise_user_error
-from fedray.backend.fleet import RayFleet, start_hosts
+from fedray.backend.fleet import RayFleet, end_actors, start_hosts
 from fedray.backend.metrics import RunMetrics
 from fedray.backend.session import client_resources
 from fedray.plan import RunPlan
@@ -63,15 +63,20 @@ def run_on_ray(plan: RunPlan, namespace: str, state: ServerState | None = None) 
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
         scheduling_strategy=None if in_group else NodeAffinitySchedulingStrategy(node, soft=False),
     ).remote(plan, namespace, cpus, gpus, state)
+    ended = False
     try:
         for ref in server.run.options(num_returns="streaming").remote():
             yield ray.get(ref)
+        ended = True
     except ray.exceptions.RayError as err:  # RayTaskError from the loop; ActorDiedError if the actor itself died
         reraise_user_error(err)  # bad data, a non-finite value, a config error: one line, with its fields
         if isinstance(err, ray.exceptions.RayTaskError) and isinstance(err.cause, (ClientError, TimeoutError)):
             raise err.cause from None  # the server's own message, without Ray's wrapping
         raise
     finally:
-        ray.kill(server)
-        for actor in hosts:  # normally already killed by the server's fleet.close()
-            ray.kill(actor)
+        if ended:  # the server's fleet.close() has ended the hosts; the server ends the same clean way
+            end_actors([server])
+        else:  # an error or an interrupt: stop everything now
+            ray.kill(server)
+            for actor in hosts:
+                ray.kill(actor)

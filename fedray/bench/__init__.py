@@ -6,7 +6,7 @@ from typing import Any
 
 from fedray.bench.common import write_json
 
-NAMES = ("startup", "overhead", "prefix-cache", "scale", "validate")
+NAMES = ("startup", "overhead", "prefix-cache", "scale", "validate", "fleet")
 
 
 def run_bench(name: str, repeats: int | None = None, json_out: str | None = None, device: str = "cpu",
@@ -32,6 +32,10 @@ def run_bench(name: str, repeats: int | None = None, json_out: str | None = None
         from fedray.bench import validate
 
         report = validate.run(repeats or 3)
+    elif name == "fleet":
+        from fedray.bench import fleet
+
+        report = fleet.run(repeats or 3)
     else:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(NAMES)}")
     write_json(json_out, report)

@@ -28,6 +28,7 @@ from fedray.resources.meter import StepMeter, cuda_peak
 from fedray.schedules import StageSpec
 from fedray.training import PartialSum, configure_trainable, local_train
 from fedray.training.finite import NonFiniteError, check_tensors
+from fedray.training.gradflow import group_norms
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class ClientStats:
     seconds: float
     flops: int = 0  # training FLOPs of this round (measured step x steps)
     peak_memory_bytes: int = 0  # CUDA: max_memory_allocated; CPU: the memory model (fedray.resources.meter)
+    update_norms: dict[str, float] = field(default_factory=dict)  # per group: ||local update|| (gradient flow)
 
 
 @dataclass
@@ -162,6 +164,7 @@ class ClientHost:
             cost = meter.cost if stats.steps else None
             result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
                                               time.perf_counter() - start, cost.flops * stats.steps if cost else 0,
-                                              (cuda[0] or cost.memory_bytes) if cost else 0))
+                                              (cuda[0] or cost.memory_bytes) if cost else 0,
+                                              group_norms(update, payload, self.model.group_of)))
         return result
 

@@ -25,6 +25,7 @@ import torch
 
 from fedray.config import ConfigError, ExperimentConfig
 from fedray.config.checkpoint import CNN_WEIGHTS
+from fedray.model.encoders.hf import quiet_progress
 from fedray.model.multimodal import MultimodalModel, build_model
 from fedray.model.towers import Tower
 
@@ -32,7 +33,8 @@ TOWER_FILE = "fedray_tower.json"
 _NORM_OUTSIDE = {"clip_vision": "post_layernorm"}  # final norms transformers applies to the pooled token only
 
 
-def export_towers(model: MultimodalModel, out_dir: str | Path, tokenizer: str | None = None) -> list[Path]:
+def export_towers(model: MultimodalModel, out_dir: str | Path, tokenizer: str | None = None,
+                  storage: Any = None) -> list[Path]:
     """Write every tower of ``model`` to ``out_dir/<modality>``; returns the directories.
 
     ``out_dir`` must be absent or empty (an earlier export is never overwritten). ``tokenizer`` is the
@@ -48,10 +50,10 @@ def export_towers(model: MultimodalModel, out_dir: str | Path, tokenizer: str | 
         if tower.arch == "efficientnet_lite0":
             torch.save(tower.source.state_dict(), path / CNN_WEIGHTS)
         else:
-            with _present_blocks_only(tower), _quiet():
+            with _present_blocks_only(tower), quiet_progress():
                 tower.source.save_pretrained(path)
             if tower.reader.startswith("tokens") and tokenizer is not None:
-                shutil.copyfile(tokenizer, path / "tokenizer.json")
+                _copy_tokenizer(tokenizer, path / "tokenizer.json", storage)
         (path / TOWER_FILE).write_text(json.dumps(_meta(tower), indent=2) + "\n")
         paths.append(path)
     return paths
@@ -68,7 +70,7 @@ def export_run(cfg: ExperimentConfig, info: Any, state: Mapping[str, np.ndarray 
         warnings.simplefilter("ignore", UserWarning)  # read-only arrays (a run's state from Ray): only read here
         model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
     model.set_depths(build_schedule(cfg)[-1].depths)
-    return export_towers(model, out_dir, info.tokenizer)
+    return export_towers(model, out_dir, info.tokenizer, cfg.data.storage)
 
 
 def feature(hf_model: torch.nn.Module, meta: dict[str, Any], last_hidden_state: torch.Tensor,
@@ -93,18 +95,14 @@ def _meta(tower: Tower) -> dict[str, Any]:
             "image_transform": asdict(tower.transform) if tower.transform is not None else None}
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """No "Writing model shards" progress bar in a run's output (the bar is a process-wide switch)."""
-    from transformers.utils import logging as hf_logging
+def _copy_tokenizer(source: str, dest: Path, storage: Any) -> None:
+    """The dataset's tokenizer.json beside the tower: a local file, or ``s3://`` read with ``data.storage``."""
+    from fedray.data import storage as st
 
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
+    if st.is_s3(source):
+        dest.write_bytes(st.filesystem(storage).cat_file(st.strip(source)))
+    else:
+        shutil.copyfile(source, dest)
 
 
 @contextmanager

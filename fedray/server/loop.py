@@ -58,6 +58,11 @@ class Finished:
 Event = RoundDone | Checkpoint | Finished
 
 
+def _client_line(row: Any) -> dict[str, Any]:
+    """A clients.jsonl line: the device fields only where a fleet set them."""
+    return {k: v for k, v in asdict(row).items() if v is not None or k not in ("device", "sim_s", "sim_status")}
+
+
 def run_rounds(state: ServerState, ctx: RoundContext, fleet: Fleet, evaluate: Evaluate,
                checkpoint_every: int) -> Iterator[Event]:
     """Run the rounds left after ``state`` (none done, or a checkpoint's) to the end of the schedule."""
@@ -77,7 +82,7 @@ def run_rounds(state: ServerState, ctx: RoundContext, fleet: Fleet, evaluate: Ev
             except NonFiniteError as err:  # evaluation names the tower and held-out rows; the round is known here
                 raise err.located(round=record.round) from None
             row |= metrics
-        yield RoundDone(row | {"time/elapsed_s": time.perf_counter() - t0}, [asdict(c) for c in record.clients])
+        yield RoundDone(row | {"time/elapsed_s": time.perf_counter() - t0}, [_client_line(c) for c in record.clients])
         if checkpoint_every and state.rounds_done % checkpoint_every == 0:
             yield Checkpoint(state)
     yield Finished(RunOutcome(state, metrics))

@@ -18,11 +18,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from fedray.client import RoundTask
+from fedray.devices.clock import client_fields, round_record
 from fedray.resources.ledger import Costs
 from fedray.schedules import StageSpec, stale_groups
 from fedray.server.fleet import RoundResults
 from fedray.server.state import ServerState, Tensors
 from fedray.training import Aggregator, combine
+from fedray.training.gradflow import group_norms, mean_norms, record_keys
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class RoundContext:
     select: CohortSelector
     method: str
     eval_every: int
+    devices: Any = None  # fedray.devices.DeviceSim with a fleet: who can and does train, on a simulated clock
+    cohort_target: int = 0  # k: the updates a round wants (the cohort size without a fleet)
 
     @property
     def total_rounds(self) -> int:
@@ -106,6 +110,7 @@ class RoundPlan:
     tasks: tuple[RoundTask, ...]  # one per host with cohort clients, in host order
     deliveries: dict[int, frozenset[str]]  # client -> stale frozen groups it receives before training
     rng: dict[str, Any]  # the sampler state after this round's draw
+    sim: Any = None  # with a fleet: (devices.Cohort, devices.RoundTiming); ``cohort`` is then the kept clients
 
 
 def plan_round(state: ServerState, ctx: RoundContext) -> RoundPlan | None:
@@ -114,13 +119,30 @@ def plan_round(state: ServerState, ctx: RoundContext) -> RoundPlan | None:
     if where is None:
         return None
     stage, stage_round = where
-    selection = ctx.select(state, stage, state.rounds_done)
+    sim = None
+    if ctx.devices is None:
+        selection = ctx.select(state, stage, state.rounds_done)
+    else:  # a fleet decides who is asked, and the simulated clock who reports in time: only they train
+        selection, sim = _fleet_selection(state, stage, ctx)
     deliveries = {c: stale_groups(ctx.schedule, state.synced[c], stage.index) for c in selection.clients}
     by_host: dict[int, list[int]] = {}
     for c in selection.clients:
         by_host.setdefault(ctx.host_of[c], []).append(c)
     tasks = tuple(RoundTask(h, state.rounds_done, stage, tuple(cs)) for h, cs in sorted(by_host.items()))
-    return RoundPlan(state.rounds_done, stage, stage_round, selection.clients, tasks, deliveries, selection.rng)
+    return RoundPlan(state.rounds_done, stage, stage_round, selection.clients, tasks, deliveries, selection.rng, sim)
+
+
+def _fleet_selection(state: ServerState, stage: StageSpec, ctx: RoundContext) -> tuple[Selection, Any]:
+    """The sampled clients (eligible for the stage and online), timed on their devices; the kept ones train.
+    Cut or dropped clients never run: the clock has already decided their work would arrive too late."""
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = state.rng
+    cohort = ctx.devices.cohort(stage.index, state.rounds_done, ctx.cohort_target, rng)
+    payload = ctx.bytes_of(stage.exchanged)
+    down = np.array([payload + ctx.bytes_of(stale_groups(ctx.schedule, state.synced[c], stage.index))
+                     for c in cohort.sampled], dtype=np.int64)
+    timing = ctx.devices.time(stage.index, cohort, down, np.full(len(cohort.sampled), payload, dtype=np.int64))
+    return Selection(timing.kept, rng.bit_generator.state), (cohort, timing)
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,9 @@ class ClientRow:
     peak_memory_bytes: int = 0
     bytes_to_client: int = 0  # exchanged tensors + frozen groups delivered to it
     bytes_from_client: int = 0
+    device: str | None = None  # with a fleet: its device class, simulated seconds and status (kept/cut/dropped)
+    sim_s: float | None = None
+    sim_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,8 @@ class RoundRecord:
     total_costs: Costs  # the run so far
     clients: tuple[ClientRow, ...]
     faults: dict[str, int] = field(default_factory=dict)
+    grad: dict[str, float] = field(default_factory=dict)  # gradient-flow norms per group (fedray.training.gradflow)
+    sim: dict[str, Any] = field(default_factory=dict)  # with a fleet: the round's sim/* keys
 
     def row(self, method: str) -> dict[str, Any]:
         return {
@@ -164,7 +191,7 @@ class RoundRecord:
             "comm/total_bytes": self.total_costs.comm_bytes, "comm/stage_bytes": self.stage_costs.comm_bytes,
             "res/flops": self.costs.flops, "res/stage_flops": self.stage_costs.flops,
             "res/total_flops": self.total_costs.flops, "res/peak_memory_bytes": self.costs.peak_memory_bytes,
-            **self.faults,
+            **self.faults, **self.grad, **self.sim,
         }
 
 
@@ -183,16 +210,24 @@ def apply_round(state: ServerState, plan: RoundPlan, results: RoundResults, ctx:
     costs = Costs.parallel(charged.values())
     total = combine([r.partial for r in sorted(results.results, key=lambda r: r.host)])
     tensors, aggregator = state.tensors, state.aggregator
+    update: dict[str, float] = {}
     if total.weight > 0:  # nobody returned samples: keep the global model
         current = {n: state.tensors[n] for n in ctx.names(stage.exchanged)}
         new, aggregator = ctx.aggregator.aggregate(total, current, state.aggregator)
         tensors = {**state.tensors, **new}
+        update = group_norms(new, current, ctx.group_of.get)
+    grad = record_keys(update, mean_norms([c.update_norms for c in returned]))
     ledger = state.ledger.charge(stage.index, costs)
     synced = {**state.synced, **{c: stage.index for c in charged}}
-    after = ServerState(tensors, state.rounds_done + 1, plan.rng, synced, aggregator, ledger)
+    clock, sim = state.sim_clock_s, {}
+    if plan.sim is not None:
+        cohort, timing = plan.sim
+        clock += timing.round_s
+        sim = round_record(cohort, timing, clock)
+    after = ServerState(tensors, state.rounds_done + 1, plan.rng, synced, aggregator, ledger, clock)
     record = RoundRecord(plan.round + 1, stage.index + 1, plan.stage_round + 1, plan.cohort, _mean_loss(returned),
                          costs, ledger.stage(stage.index), ledger.total,
-                         _client_rows(plan, returned, charged, results), dict(results.faults))
+                         _client_rows(plan, returned, charged, results, ctx.devices), dict(results.faults), grad, sim)
     return after, record
 
 
@@ -201,20 +236,26 @@ def exchanged(state: ServerState, plan: RoundPlan, ctx: RoundContext) -> Tensors
     return {n: state.tensors[n] for n in ctx.names(plan.stage.exchanged)}
 
 
-def _client_rows(plan: RoundPlan, returned: Sequence[Any], charged: dict[int, Costs], results: RoundResults
-                 ) -> tuple[ClientRow, ...]:
+def _client_rows(plan: RoundPlan, returned: Sequence[Any], charged: dict[int, Costs], results: RoundResults,
+                 devices: Any = None) -> tuple[ClientRow, ...]:
     by_client = {c.client: c for c in returned}
     rows = []
+    sim = client_fields(devices.devices, plan.sim[1]) if plan.sim is not None else {}
+    for client in plan.sim[1].clients if plan.sim is not None else ():  # asked, but late on the simulated clock
+        if client not in plan.cohort:
+            rows.append(ClientRow(plan.round + 1, plan.stage.index + 1, client, sim[client]["sim_status"],
+                                  **sim[client]))
     for client in plan.cohort:
         r, s = plan.round + 1, plan.stage.index + 1
         if client in by_client:
             c, cost = by_client[client], charged[client]
             rows.append(ClientRow(r, s, client, "ok", c.num_samples, c.steps, None if math.isnan(c.loss) else c.loss,
                                   c.seconds, cost.flops, cost.peak_memory_bytes, cost.bytes_to_clients,
-                                  cost.bytes_from_clients))
+                                  cost.bytes_from_clients, **sim.get(client, {})))
         else:
-            rows.append(ClientRow(r, s, client, "dropped" if client in results.dropped else "failed"))
-    return tuple(rows)
+            rows.append(ClientRow(r, s, client, "dropped" if client in results.dropped else "failed",
+                                  **sim.get(client, {})))
+    return tuple(sorted(rows, key=lambda row: row.client))
 
 
 def _mean_loss(stats: Sequence[Any]) -> float:

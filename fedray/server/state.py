@@ -27,6 +27,7 @@ class ServerState:
     synced: dict[int, int]  # client -> stage whose frozen values it holds (see fedray.schedules.stale_groups)
     aggregator: Tensors  # the strategy's state by name (server-optimiser moments; empty for FedAvg)
     ledger: Ledger  # what clients spent so far, per stage and in total
+    sim_clock_s: float = 0.0  # with a device fleet: the simulated seconds since the run began
 
 
 def initial_state(tensors: Tensors, seed: int, clients: int) -> ServerState:
@@ -38,14 +39,16 @@ def initial_state(tensors: Tensors, seed: int, clients: int) -> ServerState:
 def to_dict(state: ServerState) -> dict[str, Any]:
     """Tensors and plain Python values only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
     return {"tensors": _torch(state.tensors), "rounds_done": state.rounds_done, "rng": state.rng,
-            "synced": dict(state.synced), "aggregator": _torch(state.aggregator), "ledger": state.ledger.to_dict()}
+            "synced": dict(state.synced), "aggregator": _torch(state.aggregator), "ledger": state.ledger.to_dict(),
+            "sim_clock_s": state.sim_clock_s}
 
 
 def from_dict(data: dict[str, Any]) -> ServerState:
     """The inverse of :func:`to_dict`."""
     return ServerState({n: t.numpy() for n, t in data["tensors"].items()}, int(data["rounds_done"]), data["rng"],
                        {int(c): int(s) for c, s in data["synced"].items()},
-                       {n: t.numpy() for n, t in data["aggregator"].items()}, Ledger.from_dict(data["ledger"]))
+                       {n: t.numpy() for n, t in data["aggregator"].items()}, Ledger.from_dict(data["ledger"]),
+                       float(data.get("sim_clock_s", 0.0)))
 
 
 def _torch(tensors: Tensors) -> dict[str, torch.Tensor]:

@@ -12,10 +12,16 @@ from fedray.model.losses import contrastive_loss
 from fedray.training.finite import NonFiniteError, check_finite, first_non_finite
 
 KS = (1, 5, 10)
+BOOTSTRAP = 1000  # resamples of the held-out queries for a single run's 95% interval
 
 
 def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[int, float]:
-    """Fraction of queries whose paired gallery item (same row) ranks in the top K by similarity.
+    """Fraction of queries whose paired gallery item (same row) ranks in the top K by similarity."""
+    return {k: hits.mean().item() for k, hits in recall_hits(query, gallery, ks).items()}
+
+
+def recall_hits(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[int, torch.Tensor]:
+    """Per query, the probability that its paired gallery item (same row) ranks in the top K by similarity.
 
     Ties never favour the pair: a query with ``g`` items strictly closer than its pair and ``t`` others exactly
     as close scores the expectation under a uniformly random order of the tied items, P(rank < K) =
@@ -30,7 +36,16 @@ def recall_at_k(query: torch.Tensor, gallery: torch.Tensor, ks: tuple[int, ...] 
     positive = sim.diagonal().unsqueeze(1)  # [N, 1]
     greater = (sim > positive).sum(dim=1).double()  # [N]
     ties = (sim == positive).sum(dim=1).double() - 1  # [N], the pair itself excluded
-    return {k: ((k - greater) / (ties + 1)).clamp(0.0, 1.0).mean().item() for k in ks}
+    return {k: ((k - greater) / (ties + 1)).clamp(0.0, 1.0) for k in ks}
+
+
+def bootstrap_ci95(hits: torch.Tensor, resamples: int = BOOTSTRAP, seed: int = 0) -> float:
+    """Half-width of the 95% percentile-bootstrap interval of ``hits.mean()`` over the held-out queries (the
+    gallery fixed): how much the figure owes to which pairs happened to be held out. Seeded: reproducible."""
+    gen = torch.Generator().manual_seed(seed)
+    means = hits[torch.randint(len(hits), (resamples, len(hits)), generator=gen)].mean(dim=1)
+    lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    return (hi - lo) / 2
 
 
 @torch.no_grad()
@@ -65,6 +80,7 @@ def evaluate(model: MultimodalModel, shard: Shard, batch_size: int) -> dict[str,
                                                      if min(batch_size, n - s) > 1))}
     check_finite(metrics["eval/loss"], "eval/loss")
     for a, b in permutations(emb, 2):
-        for k, r in recall_at_k(emb[a], emb[b]).items():
-            metrics[f"eval/{a[0]}2{b[0]}_r{k}"] = r
+        for k, hits in recall_hits(emb[a], emb[b]).items():
+            metrics[f"eval/{a[0]}2{b[0]}_r{k}"] = hits.mean().item()
+            metrics[f"eval/{a[0]}2{b[0]}_r{k}_ci95"] = bootstrap_ci95(hits)
     return metrics

@@ -28,7 +28,8 @@ def eval_metrics(cfg: ExperimentConfig) -> set[str]:
     if getattr(cfg.model, "task", "contrastive") == "classification":
         return {"eval/loss", "eval/accuracy", "eval/macro_f1"}
     towers = list(cfg.model.towers)
-    return {"eval/loss"} | {f"eval/{a[0]}2{b[0]}_r{k}" for a, b in permutations(towers, 2) for k in KS}
+    recall = {f"eval/{a[0]}2{b[0]}_r{k}" for a, b in permutations(towers, 2) for k in KS}
+    return {"eval/loss"} | recall | {f"{key}_ci95" for key in recall}  # with its bootstrap interval
 
 
 def reported_metrics(cfg: ExperimentConfig) -> set[str]:

@@ -10,6 +10,8 @@ complete model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,8 +109,10 @@ class HFEncoder:
         hf_cfg = tower_config(full, cfg.arch)
         for attr in self.dropout_keys:  # fedray's dropout, not the checkpoint's
             setattr(hf_cfg, attr, cfg.dropout)
-        hf, info = getattr(transformers, self.model_cls).from_pretrained(
-            cfg.checkpoint, config=hf_cfg, attn_implementation="eager", output_loading_info=True, **self.model_kwargs)
+        with quiet_progress():  # no "Loading weights" bar in every client's and the server's output
+            hf, info = getattr(transformers, self.model_cls).from_pretrained(
+                cfg.checkpoint, config=hf_cfg, attn_implementation="eager", output_loading_info=True,
+                **self.model_kwargs)
         skip = (self.final_norm or "<none>") + "."
         needed = [k for k in info["missing_keys"]
                   if k.startswith(tuple(p + "." for p in (*self.embeddings, self.blocks))) and not k.startswith(skip)]
@@ -150,3 +154,18 @@ HF_ENCODERS: dict[str, HFEncoder] = {
     "siglip_text": HFEncoder("SiglipTextConfig", "SiglipTextModel", ("embeddings",), "encoder.layers",
                              "final_layer_norm", "tokens", "padding", ("attention_dropout",), extra_config=_TEXT_IDS),
 }
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """transformers' progress bars ("Loading weights", "Writing model shards") off for the block; the switch is
+    process-wide, so it is restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()

@@ -1,0 +1,41 @@
+"""Gradient-flow instruments: per layer group, the L2 norm of a change of the weights.
+
+Does progressive training give earlier layers better gradients than end-to-end? The aggregated update's norm
+per group (server) and the mean norm of the clients' own local updates per group (hosts) answer it from tensors
+already in hand; a local update is the sum of the round's learning-rate-scaled steps, so its norm tracks the
+gradient that reached the group.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+UPDATE = "grad/update_norm/"  # + group: the aggregated update's norm (the global model's change this round)
+CLIENT_UPDATE = "grad/client_update_norm/"  # + group: the mean norm of the returned clients' local updates
+
+
+def group_norms(new: Mapping[str, np.ndarray], old: Mapping[str, np.ndarray],
+                group_of: Callable[[str], str | None]) -> dict[str, float]:
+    """Per layer group, ||new - old|| over the group's floating-point tensors (integer buffers are counters)."""
+    squares: dict[str, float] = {}
+    for name, value in new.items():
+        group = group_of(name)
+        if group is None or not np.issubdtype(np.asarray(value).dtype, np.floating):
+            continue
+        diff = np.asarray(value, dtype=np.float64) - np.asarray(old[name], dtype=np.float64)
+        squares[group] = squares.get(group, 0.0) + float(np.dot(diff.ravel(), diff.ravel()))
+    return {g: math.sqrt(s) for g, s in squares.items()}
+
+
+def mean_norms(per_client: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The mean over clients of each group's norm (clients that returned, each counted once)."""
+    groups = sorted({g for norms in per_client for g in norms})
+    return {g: sum(n[g] for n in per_client if g in n) / sum(g in n for n in per_client) for g in groups}
+
+
+def record_keys(update: Mapping[str, float], client: Mapping[str, float]) -> dict[str, float]:
+    """The metrics-row keys of one round's instruments."""
+    return {**{UPDATE + g: v for g, v in update.items()}, **{CLIENT_UPDATE + g: v for g, v in client.items()}}
