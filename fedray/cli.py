@@ -227,7 +227,8 @@ def _resources(args: argparse.Namespace, display: Progress) -> None:
     import json
 
     cfg = _config(args)
-    from fedray.resources.estimate import estimate, stage_label, to_text, workload_of
+    from fedray.plan import workload_of
+    from fedray.resources.estimate import estimate, stage_label, to_text
 
     total = sum(len(_stages(cfg, m)) for m in args.methods)
     display.begin("resources", total, unit="stage")

@@ -116,6 +116,8 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
+    if isinstance(over.get("rounds"), list) and "total_rounds" not in over and "total_rounds" in out:
+        out["total_rounds"] = None  # a rounds list given over a base fixes its own total: the base's is moot
     return out
 
 
@@ -161,6 +163,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"override {item!r}: '{part}' is not a section")
             node = child
         node[parts[-1]] = parse_yaml(text, f"override {item!r}") if text.strip() else None
+    given = {resolve_key(item.partition("=")[0].strip()) for item in overrides}
+    train = out.get("train")
+    if "train.rounds" in given and "train.total_rounds" not in given and isinstance(train, dict) \
+            and isinstance(train.get("rounds"), list):
+        train["total_rounds"] = None  # --set train.rounds=[...] fixes its own total: the config's is moot
     return out
 
 

@@ -140,3 +140,12 @@ def test_seed_out_of_range_names_the_key(seed):
     with pytest.raises(ConfigError, match=rf"config key 'train.seed': must be an integer in \[0, 2\*\*63\), got {seed}"):
         load_config(preset="tiny", overrides=[f"train.seed={seed}"])
     assert load_config(preset="tiny", overrides=[f"train.seed={2**63 - 1}"]).train.seed == 2**63 - 1
+
+
+def test_a_rounds_list_over_a_preset_replaces_its_total_but_not_one_written_beside_it(tmp_path):
+    cfg = load_config(preset="default", overrides=["train.rounds=[2, 4]"])  # default: skewed of total_rounds
+    assert cfg.train.rounds == [2, 4] and cfg.train.total_rounds is None
+    (tmp_path / "x.yaml").write_text("preset: default\ntrain: {rounds: [1, 2]}\n")
+    assert load_config(str(tmp_path / "x.yaml")).train.total_rounds is None
+    with pytest.raises(ConfigError, match="'train.total_rounds': 9 is not used"):
+        load_config(preset="default", overrides=["train.rounds=[2, 4]", "train.total_rounds=9"])

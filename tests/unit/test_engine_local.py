@@ -42,7 +42,9 @@ def test_run_writes_directory_and_counts_exact_bytes(tiny, tmp_path, method):
     result = run_experiment(cfg, str(tmp_path / "run"), progress=lambda _: None)
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "clients.jsonl", "config.yaml", "metrics.jsonl",
-                                                      "model.safetensors", "partition.json", "summary.json"]
+                                                      "model.safetensors", "partition.json", "summary.json",
+                                                      "towers"]
+    assert sorted(p.name for p in (run / "towers").iterdir()) == ["image", "text"]  # one loadable model per tower
     summary = json.loads((run / "summary.json").read_text())
     assert summary["method"] == method and summary["rounds"] == 3
     for key in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"):

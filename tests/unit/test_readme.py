@@ -57,5 +57,6 @@ def test_the_running_examples_load(tmp_path, monkeypatch):
 
     configs = [_config(build_parser().parse_args(argv)) for argv in lines]
 
-    assert len(configs) == 4
+    assert len(configs) == 5
+    assert configs[4].train.strategy.name == "fedadam"
     assert configs[2].train.method == "prog" and configs[2].train.rounds == [2, 4] and configs[2].data.num_clients == 4
