@@ -99,7 +99,7 @@ def seed_rows(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             mean = sum(values) / len(values)
             row[key] = mean
             sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-            if sd > 0:  # a figure the seeds do not change (bytes, FLOPs) has no interval
+            if sd > 1e-9 * abs(mean):  # a figure the seeds do not change (bytes, FLOPs) has no interval
                 row[f"{key}_ci95"] = t975(len(values) - 1) * sd / len(values) ** 0.5
         out.append(row)
     return out
