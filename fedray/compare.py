@@ -236,12 +236,13 @@ def gradient_flow_png(rows: dict[str, list[dict[str, Any]]]) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.6), sharey=True, squeeze=False)
+    groups = sorted({k[len(UPDATE):] for records in rows.values() for r in records for k in r if k.startswith(UPDATE)},
+                    key=_group_order)  # every method's groups: one colour per group across the panels
+    maps = {"image": plt.cm.Blues, "text": plt.cm.Oranges, "audio": plt.cm.Greens}
+    per_tower: dict[str, list[str]] = {}
+    for g in groups:
+        per_tower.setdefault(g.partition(".")[0], []).append(g)
     for ax, (method, records) in zip(axes[0], rows.items()):
-        groups = sorted({k[len(UPDATE):] for r in records for k in r if k.startswith(UPDATE)}, key=_group_order)
-        maps = {"image": plt.cm.Blues, "text": plt.cm.Oranges, "audio": plt.cm.Greens}
-        per_tower: dict[str, list[str]] = {}
-        for g in groups:
-            per_tower.setdefault(g.partition(".")[0], []).append(g)
         for g in groups:
             tower = g.partition(".")[0]
             members = per_tower[tower]
@@ -254,8 +255,10 @@ def gradient_flow_png(rows: dict[str, list[dict[str, Any]]]) -> bytes:
         ax.set_title(method)
         ax.set_xlabel("round")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][0].set_ylabel("||aggregated update|| per group")
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0][0].set_ylabel("||aggregated update|| per group (parameters)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}  # each group once, in group order
+    axes[0][-1].legend([handles[g] for g in groups if g in handles], [g for g in groups if g in handles], fontsize=6,
+                       loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -103,6 +103,7 @@ class ClientHost:
         self.shards = load_client_shards(info, rows, max_length, cfg.data.caption)  # a bad row names its client
         self.model = build_model(cfg.model, {m: info.inputs for m in cfg.model.towers}, cfg.train.seed).to(self.device)
         self._stage: int | None = None
+        self._params = frozenset(n for n, _ in self.model.named_parameters())  # for the gradient-flow norms
         self.frozen_stage: int | None = None  # the stage whose frozen values this host holds
         self.frozen_loads = 0  # how often it loaded them (once per stage; again after a restart)
         self.cache = PrefixCache(cfg.runtime.cache_budget_mb) if cache_enabled(cfg) else None
@@ -165,6 +166,6 @@ class ClientHost:
             result.clients.append(ClientStats(client, stats.num_samples, stats.steps, stats.loss,
                                               time.perf_counter() - start, cost.flops * stats.steps if cost else 0,
                                               (cuda[0] or cost.memory_bytes) if cost else 0,
-                                              group_norms(update, payload, self.model.group_of)))
+                                              group_norms(update, payload, self.model.group_of, self._params)))
         return result
 

@@ -73,6 +73,7 @@ class RoundContext:
     eval_every: int
     devices: Any = None  # fedray.devices.DeviceSim with a fleet: who can and does train, on a simulated clock
     cohort_target: int = 0  # k: the updates a round wants (the cohort size without a fleet)
+    params: frozenset[str] = frozenset()  # parameter names (not buffers): what the gradient-flow norms cover
 
     @property
     def total_rounds(self) -> int:
@@ -215,7 +216,7 @@ def apply_round(state: ServerState, plan: RoundPlan, results: RoundResults, ctx:
         current = {n: state.tensors[n] for n in ctx.names(stage.exchanged)}
         new, aggregator = ctx.aggregator.aggregate(total, current, state.aggregator)
         tensors = {**state.tensors, **new}
-        update = group_norms(new, current, ctx.group_of.get)
+        update = group_norms(new, current, ctx.group_of.get, ctx.params)
     grad = record_keys(update, mean_norms([c.update_norms for c in returned]))
     ledger = state.ledger.charge(stage.index, costs)
     synced = {**state.synced, **{c: stage.index for c in charged}}

@@ -51,7 +51,7 @@ def build_server(plan: RunPlan) -> tuple[RoundContext, GlobalEvaluator, ServerSt
     k = cohort_size(clients, cfg.train.participation)
     ctx = RoundContext(tuple(build_schedule(cfg)), plan.host_of, group_of, group_bytes,
                        make_aggregator(cfg.train.strategy, params), UniformCohort(clients, k),
-                       cfg.train.method, cfg.train.eval_every, plan.devices, k)
+                       cfg.train.method, cfg.train.eval_every, plan.devices, k, params)
     max_length = max((t.max_length for m, t in cfg.model.towers.items() if m == "text"), default=32)  # captions only
     evaluator = GlobalEvaluator(model, load_rows(plan.info, plan.eval_rows, max_length, caption=cfg.data.caption),
                                 cfg.train.batch_size)

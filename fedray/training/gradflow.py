@@ -9,7 +9,7 @@ gradient that reached the group.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -18,12 +18,13 @@ CLIENT_UPDATE = "grad/client_update_norm/"  # + group: the mean norm of the retu
 
 
 def group_norms(new: Mapping[str, np.ndarray], old: Mapping[str, np.ndarray],
-                group_of: Callable[[str], str | None]) -> dict[str, float]:
-    """Per layer group, ||new - old|| over the group's floating-point tensors (integer buffers are counters)."""
+                group_of: Callable[[str], str | None], params: Collection[str]) -> dict[str, float]:
+    """Per layer group, ||new - old|| over the group's parameters among ``params``: buffers are left out (BatchNorm
+    running statistics move with the data, not with gradients, and would swamp a convolutional tower's norm)."""
     squares: dict[str, float] = {}
     for name, value in new.items():
         group = group_of(name)
-        if group is None or not np.issubdtype(np.asarray(value).dtype, np.floating):
+        if group is None or name not in params:
             continue
         diff = np.asarray(value, dtype=np.float64) - np.asarray(old[name], dtype=np.float64)
         squares[group] = squares.get(group, 0.0) + float(np.dot(diff.ravel(), diff.ravel()))

@@ -44,12 +44,12 @@ def test_recall_hits_mean_is_recall():
     assert {k: v.mean().item() for k, v in recall_hits(q, g).items()} == recall_at_k(q, g)
 
 
-def test_group_norms_by_group_skip_integer_buffers():
+def test_group_norms_by_group_cover_parameters_only():
     old = {"a.w": np.zeros(4, np.float32), "a.b": np.zeros(2, np.float32), "c.w": np.ones(3, np.float32),
            "n.count": np.array(3, np.int64)}
     new = {"a.w": np.full(4, 1.0, np.float32), "a.b": np.full(2, 2.0, np.float32), "c.w": np.ones(3, np.float32),
            "n.count": np.array(9, np.int64)}
-    norms = group_norms(new, old, lambda n: n.split(".")[0])
+    norms = group_norms(new, old, lambda n: n.split(".")[0], {"a.w", "a.b", "c.w"})  # n.count: a buffer
     assert norms == pytest.approx({"a": math.sqrt(4 + 8), "c": 0.0})
     assert mean_norms([{"a": 1.0}, {"a": 3.0, "c": 2.0}]) == {"a": 2.0, "c": 2.0}
 
