@@ -84,24 +84,27 @@ def t975(df: int) -> float:
 
 
 def seed_rows(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per method from per-seed rows: each figure's mean over seeds, and for every figure that varies
-    the half-width of its 95% interval, ``<key>_ci95`` = t(0.975, n-1) · sd / √n (Student t, n seeds)."""
-    out = []
-    for i, first in enumerate(runs[0]):
-        row: dict[str, Any] = {"method": first["method"], "seeds": len(runs)}
-        for key in first:
-            if key == "method" or key.endswith("_ci95"):
-                continue
-            values = [r[i][key] for r in runs if r[i].get(key) is not None]
-            if len(values) < len(runs):
-                row[key] = None
-                continue
-            mean = sum(values) / len(values)
-            row[key] = mean
-            sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-            if sd > 1e-9 * abs(mean):  # a figure the seeds do not change (bytes, FLOPs) has no interval
-                row[f"{key}_ci95"] = t975(len(values) - 1) * sd / len(values) ** 0.5
-        out.append(row)
+    """One row per method from per-seed rows (``runs[s][i]``: seed s, method i): see :func:`mean_interval`."""
+    return [{"method": first["method"], "seeds": len(runs), **mean_interval([run[i] for run in runs])}
+            for i, first in enumerate(runs[0])]
+
+
+def mean_interval(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric figure's mean over ``rows`` (None if any row lacks it) and, where it varies, ``<key>_ci95``:
+    the half-width of its 95% Student-t interval, t(0.975, n-1) · sd / √n. Earlier ``_ci95`` keys are dropped."""
+    out: dict[str, Any] = {}
+    for key, first in rows[0].items():
+        if key.endswith("_ci95") or not isinstance(first, (int, float)) or isinstance(first, bool):
+            continue
+        values = [r.get(key) for r in rows]
+        if any(v is None for v in values):
+            out[key] = None
+            continue
+        mean = sum(values) / len(values)
+        out[key] = mean
+        sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+        if sd > 1e-9 * abs(mean):  # a figure the seeds do not change (bytes, FLOPs) has no interval
+            out[f"{key}_ci95"] = t975(len(values) - 1) * sd / len(values) ** 0.5
     return out
 
 

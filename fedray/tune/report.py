@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fedray.compare import to_csv, to_markdown
+from fedray.compare import mean_interval, to_csv, to_markdown
 from fedray.rundir import RunDir
 from fedray.tune.trials import Trial, load_trials, lookup
 
@@ -64,7 +64,31 @@ def write_report(paths: list[str], out: str, metric: str | None = None) -> list[
     target.write_text("trials.md", to_markdown([{k: _small(v) for k, v in r.items() if k not in times} for r in rows]))
     metric = metric or _default_metric(rows)
     files = [str(target.path / "trials.csv"), str(target.path / "trials.md")]
+    seeds = over_seeds(rows, swept)
+    if seeds:  # the same configuration with several train.seed values: mean ± 95% interval per configuration
+        target.write_text("seeds.csv", to_csv(seeds))
+        target.write_text("seeds.md", to_markdown([{k: _small(v) for k, v in r.items()} for r in seeds]))
+        files += [str(target.path / "seeds.csv"), str(target.path / "seeds.md")]
     return files + make_plots(trials, rows, metric, target.path / "plots")
+
+
+def over_seeds(rows: list[dict[str, Any]], swept: list[str]) -> list[dict[str, Any]]:
+    """Trials that differ only in ``train.seed`` (a sweep with ``train.seed: {grid_search: [...]}``), one row per
+    configuration: its swept values, the number of seeds and each figure's mean ± 95% interval. Empty when no
+    configuration ran with more than one seed."""
+    if "train.seed" not in swept:
+        return []
+    keys = [k for k in swept if k != "train.seed"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == "complete":  # a stopped or failed trial has no final figures to average
+            groups.setdefault(tuple(json.dumps(row.get(k)) for k in keys), []).append(row)
+    if not any(len(g) > 1 for g in groups.values()):
+        return []
+    skip = {"rounds", "started_at", "finished_at", "train.seed"}
+    return [{**{k: group[0].get(k) for k in keys}, "seeds": len(group),
+             **mean_interval([{k: v for k, v in r.items() if k not in skip and k not in keys} for r in group])}
+            for group in groups.values()]
 
 
 def _default_metric(rows: list[dict[str, Any]]) -> str:

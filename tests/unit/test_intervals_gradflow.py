@@ -78,3 +78,17 @@ def test_round_rows_carry_update_norms_of_the_trained_groups_only(tiny, tmp_path
     assert "image.block.0" in trained1 and "image.block.0" not in trained2  # LW: stage 2 freezes group 0
     assert "image.block.1" in trained2 and all(second[UPDATE + g] > 0 for g in trained2)
     assert {k[len(CLIENT_UPDATE):] for k in second if k.startswith(CLIENT_UPDATE)} == trained2
+
+
+def test_tune_report_aggregates_trials_that_differ_only_in_the_seed():
+    from fedray.tune.report import over_seeds
+
+    rows = [{"trial": f"t{i}", "status": "complete", "data.partition.beta": beta, "train.seed": seed,
+             "eval/i2t_r10": r10, "comm_mb": 7.0, "started_at": 1.0}
+            for i, (beta, seed, r10) in enumerate([(0.1, 1, 0.2), (0.1, 2, 0.4), (1.0, 1, 0.5), (1.0, 2, 0.5)])]
+    rows.append({**rows[0], "trial": "t9", "status": "failed", "eval/i2t_r10": None})
+    low, high = over_seeds(rows, ["data.partition.beta", "train.seed"])
+    assert (low["data.partition.beta"], low["seeds"], low["eval/i2t_r10"]) == (0.1, 2, pytest.approx(0.3))
+    assert low["eval/i2t_r10_ci95"] == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))
+    assert "eval/i2t_r10_ci95" not in high and "comm_mb_ci95" not in low and "started_at" not in low
+    assert over_seeds(rows, ["data.partition.beta"]) == []  # no seed swept: nothing to aggregate

@@ -15,7 +15,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_opens_with_a_run_command_and_a_test_command():
     run, test = readme_commands()[:2]
-    assert "pip install" in run and "fedray compare --preset default" in run
+    assert "pip install" in run and "fedray compare --preset pretrained" in run
     assert "pip install" in test and "pytest" in test
 
 
