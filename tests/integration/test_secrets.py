@@ -37,7 +37,7 @@ def test_credentials_stay_out_of_run_dir_logs_and_metrics(ray_local, tiny, s3_se
     result = run_experiment(cfg, str(tmp_path / "run"), progress=lines.append)
 
     assert result.summary["rounds"] == 2
-    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    files = {str(p.relative_to(tmp_path / "run")): p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     assert {"config.yaml", "checkpoint.pt", "model.safetensors", "metrics.jsonl", "summary.json"} <= set(files)
     assert s3_server.endpoint.encode() in files["checkpoint.pt"]  # the grep sees config strings in the checkpoint
     for name, data in files.items():
