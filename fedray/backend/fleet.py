@@ -48,11 +48,26 @@ class RayFleet:
         if pending:
             raise TimeoutError(f"{len(pending)} client actors did not start within {max(self.timeout, 120.0):g}s; "
                                "is the cluster big enough for runtime.client_cpus / client_gpus?")
-        try:
-            ray.get(done)
-        except ray.exceptions.RayError as err:  # a bad row in a client's shard: one line naming client, row, column
-            reraise_user_error(err)
-            raise
+        for host, ref in enumerate(ready):
+            self._started(host, ref)
+
+    def _started(self, host: int, ready: Any) -> None:
+        """Wait for host ``host`` to be ready. One that dies while starting (killed for memory, its node lost) is
+        restarted by Ray like one that dies later: ask again, up to ``runtime.client_restarts`` times."""
+        for attempt in range(self.retries + 1):
+            try:
+                ray.get(ready)
+                return
+            except ray.exceptions.RayTaskError as err:  # a bad row in its shard: one line naming client, row, column
+                reraise_user_error(err)
+                raise
+            except ray.exceptions.RayActorError as err:
+                if attempt == self.retries:
+                    raise
+                log.warning("client host %d died while starting (%s); waiting for Ray to restart it", host,
+                            _first_line(err))
+                time.sleep(0.5)
+                ready = self.actors[host].ready.remote()
 
     def run_round(self, tasks: list[RoundTask], payload: dict[str, np.ndarray],
                   frozen: FrozenValues | None) -> RoundResults:
