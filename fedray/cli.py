@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--region", help="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION)")
     bench = sub.add_parser("bench", help="benchmarks: startup, overhead, prefix-cache, scale, validate (figures + JSON)",
                            parents=[common])
-    bench.add_argument("name", choices=("startup", "overhead", "prefix-cache", "scale", "validate"))
+    bench.add_argument("name", choices=("startup", "overhead", "prefix-cache", "scale", "validate", "fleet"))
     bench.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures to this JSON file")
     bench.add_argument("--repeats", type=int, help="repeats (medians are reported); default 3 (startup: 5, scale: 1)")
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="overhead: client actors on GPUs")

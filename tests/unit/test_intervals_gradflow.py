@@ -92,3 +92,12 @@ def test_tune_report_aggregates_trials_that_differ_only_in_the_seed():
     assert low["eval/i2t_r10_ci95"] == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))
     assert "eval/i2t_r10_ci95" not in high and "comm_mb_ci95" not in low and "started_at" not in low
     assert over_seeds(rows, ["data.partition.beta"]) == []  # no seed swept: nothing to aggregate
+
+
+def test_the_cli_offers_every_benchmark():
+    from fedray.bench import NAMES
+    from fedray.cli import build_parser
+
+    parser = build_parser()
+    bench = next(a for a in parser._subparsers._group_actions[0].choices["bench"]._actions if a.dest == "name")
+    assert tuple(bench.choices) == NAMES
