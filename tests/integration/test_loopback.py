@@ -18,23 +18,8 @@ CHILD = r"""
 import json, os, time
 import ray
 from fedray.backend.session import ray_session
+from fedray.bench.common import process_tree
 from fedray.config import load_config
-
-def tree(root):
-    children = {}
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                stat = open(f"/proc/{e}/stat").read()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(e))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
 
 def listening():
     inodes = {}
@@ -44,7 +29,7 @@ def listening():
             if f[3] == "0A":  # TCP_LISTEN
                 inodes[f[9]] = (f[1], v6)
     found = []
-    for pid in tree(os.getpid()):
+    for pid in process_tree(os.getpid()):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
             comm = open(f"/proc/{pid}/comm").read().strip()

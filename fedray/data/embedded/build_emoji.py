@@ -13,7 +13,7 @@ import io
 import json
 from collections import Counter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -91,7 +91,7 @@ def build_rows(records: list[dict], size: int = IMAGE_SIZE) -> tuple[list[EmojiR
     return rows, missing
 
 
-def stratified_split(rows: list[EmojiRow], label_names: list[str]) -> list[str]:
+def stratified_split(rows: list[Any], label_names: list[str]) -> list[str]:
     """Seeded 80/20 split within each category; returns "train"/"test" per row."""
     rng = np.random.default_rng(SEED)
     split = ["train"] * len(rows)
@@ -102,15 +102,16 @@ def stratified_split(rows: list[EmojiRow], label_names: list[str]) -> list[str]:
     return split
 
 
-def write_parquet(rows: list[EmojiRow], path: Path, size: int = IMAGE_SIZE) -> list[str]:
-    """Write the dataset in fedray's schema (id, split, label, image, text) and return the splits."""
+def write_parquet(rows: list[Any], path: Path, size: int = IMAGE_SIZE, name: str = "emoji") -> list[str]:
+    """Write the dataset ``name`` in fedray's schema (id, split, label, image, text) and return the splits; rows
+    have ``id``, ``category``, ``image`` (PNG bytes) and ``text`` (captions). Also used by build_openclipart."""
     label_names = sorted({r.category for r in rows})
     split = stratified_split(rows, label_names)
     schema = pa.schema(
         [("id", pa.string()), ("split", pa.string()), ("label", pa.int64()),
          ("image", pa.binary()), ("text", pa.list_(pa.string()))],
         metadata={b"fedray": json.dumps({
-            "name": "emoji", "label_names": label_names,
+            "name": name, "label_names": label_names,
             "modalities": ["image", "text"], "image_size": size}).encode()},
     )
     labels = [label_names.index(r.category) for r in rows]

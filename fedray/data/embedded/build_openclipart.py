@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
-from fedray.data.embedded.build_emoji import train_tokenizer
+from fedray.data.embedded.build_emoji import train_tokenizer, write_parquet
 
 SVG_ROOT = Path("/usr/share/openclipart/svg")
 # Folders whose drawings depict things (DATA.md D6); computer icons, shapes, logos, buttons and the
@@ -34,8 +30,6 @@ CATEGORIES = ("animals", "buildings", "education", "electronics", "food", "geogr
               "plants", "recreation", "signs_and_symbols", "tools", "transportation")
 IMAGE_SIZE = 32
 RENDER_SIZE = 256  # longer side of the cairosvg raster, before the crop and the LANCZOS resize
-TEST_FRACTION = 0.2
-SEED = 0
 VOCAB_SIZE = 6000  # holds every caption word (about 3.3k) plus the characters
 GENERIC_TITLE = 3  # a title shared by this many drawings says nothing about one of them: use the file name
 JUNK = re.compile(r"clipart|svg|aiga|sibmission|submission|advertising|various|^r\d+ ", re.I)
@@ -174,34 +168,6 @@ def build_rows(size: int = IMAGE_SIZE) -> tuple[list[ClipRow], dict[str, int]]:
     return rows, dict(dropped)
 
 
-def stratified_split(rows: list[ClipRow], label_names: list[str]) -> list[str]:
-    """Seeded 80/20 split within each category; returns "train"/"test" per row."""
-    rng = np.random.default_rng(SEED)
-    split = ["train"] * len(rows)
-    for name in label_names:
-        idx = np.array([i for i, r in enumerate(rows) if r.category == name])
-        for i in rng.permutation(idx)[: round(TEST_FRACTION * len(idx))]:
-            split[i] = "test"
-    return split
-
-
-def write_parquet(rows: list[ClipRow], path: Path, size: int = IMAGE_SIZE) -> list[str]:
-    """Write the dataset in fedray's schema (id, split, label, image, text) and return the splits."""
-    label_names = sorted({r.category for r in rows})
-    split = stratified_split(rows, label_names)
-    schema = pa.schema(
-        [("id", pa.string()), ("split", pa.string()), ("label", pa.int64()),
-         ("image", pa.binary()), ("text", pa.list_(pa.string()))],
-        metadata={b"fedray": json.dumps({
-            "name": "openclipart", "label_names": label_names,
-            "modalities": ["image", "text"], "image_size": size}).encode()},
-    )
-    labels = [label_names.index(r.category) for r in rows]
-    columns = [[r.id for r in rows], split, labels, [r.image for r in rows], [r.text for r in rows]]
-    pq.write_table(pa.Table.from_arrays(columns, schema=schema), path, compression="zstd")
-    return split
-
-
 def main(argv: list[str] | None = None) -> None:
     """Build ``openclipart.parquet`` and ``tokenizer.json`` into ``--out`` (default: next to this script)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -212,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     rows, dropped = build_rows(args.size)
-    split = write_parquet(rows, args.out / "openclipart.parquet", args.size)
+    split = write_parquet(rows, args.out / "openclipart.parquet", args.size, name="openclipart")
     tok = train_tokenizer([t for r in rows for t in r.text], args.out / "tokenizer.json", VOCAB_SIZE)
     n_test = split.count("test")
     print(f"wrote {len(rows)} rows ({len(rows) - n_test} train, {n_test} test) to {args.out}; "
