@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fedray import __version__
+from fedray.bench import NAMES as BENCHES
 from fedray.config import ConfigError, ExperimentConfig, load_config, preset_names
 from fedray.interrupt import Interrupted, sigterm_raises
 from fedray.schedules import METHODS
@@ -92,14 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--image-size", type=int, default=224, help="square side images are resized to")
         p.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL); keys come from the AWS env vars")
         p.add_argument("--region", help="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION)")
-    bench = sub.add_parser("bench", help="benchmarks: startup, overhead, prefix-cache, scale, validate (figures + JSON)",
-                           parents=[common])
-    bench.add_argument("name", choices=("startup", "overhead", "prefix-cache", "scale", "validate", "fleet"))
+    bench = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES) + " (figures + JSON)", parents=[common])
+    bench.add_argument("name", choices=BENCHES)
     bench.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures to this JSON file")
     bench.add_argument("--repeats", type=int, help="repeats (medians are reported); default 3 (startup: 5, scale: 1)")
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="overhead: client actors on GPUs")
-    bench.add_argument("--loop-threads", type=int, action="append",
-                       help="overhead: threads of the in-process reference loop (repeatable; default 1 and all CPUs)")
+    bench.add_argument("--clients", type=int, action="append",
+                       help="scale: population size (repeatable; default 1000 and 10000)")
 
     tune_ = sub.add_parser("tune", help="run a Ray Tune sweep from tune_configs/*.yaml, then report it",
                            parents=[common])
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "bench":
                 from fedray.bench import run_bench
 
-                run_bench(args.name, args.repeats, args.json_out, args.device, args.loop_threads)
+                run_bench(args.name, args.repeats, args.json_out, args.device, args.clients)
             elif args.command == "run":
                 _run(args, display)
             elif args.command == "compare":

@@ -50,3 +50,28 @@ def tiny():
         return load_config(preset="tiny", overrides=list(overrides))
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Restores torch's thread count after a test whose client hosts set it (threads=1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def in_process_server(one_thread):
+    """``build(cfg)`` -> (in-process fleet of one-thread hosts, round context, evaluator, initial state)."""
+    from fedray.client import ClientHost
+    from fedray.plan import plan_run
+    from fedray.server import InProcessFleet, build_server
+
+    def build(cfg):
+        plan = plan_run(cfg)
+        hosts = [ClientHost(cfg, plan.info, plan.host_rows(h), threads=1) for h in range(len(plan.hosts))]
+        return (InProcessFleet(hosts), *build_server(plan))
+
+    return build

@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from fedray.bench.common import write_json
 
-NAMES = ("startup", "overhead", "prefix-cache", "scale", "validate", "fleet")
+NAMES = ("startup", "overhead", "memory", "lw-cost", "prefix-cache", "scale", "validate", "fleet")
+DEFAULT_REPEATS = {"startup": 5, "scale": 1}  # else 3
 
 
 def run_bench(name: str, repeats: int | None = None, json_out: str | None = None, device: str = "cpu",
-              loop_threads: list[int] | None = None) -> dict[str, Any]:
+              clients: list[int] | None = None) -> dict[str, Any]:
     """Run one benchmark and write its report to ``json_out``."""
-    if name == "startup":
-        from fedray.bench import startup
-
-        report = startup.run(repeats or 5)
-    elif name == "overhead":
-        from fedray.bench import overhead
-
-        report = overhead.run(repeats or 3, device, loop_threads=tuple(loop_threads) if loop_threads else None)
-    elif name == "prefix-cache":
-        from fedray.bench import prefix_cache
-
-        report = prefix_cache.run(repeats or 3)
-    elif name == "scale":
-        from fedray.bench import scale
-
-        report = scale.run(repeats or 1)
-    elif name == "validate":
-        from fedray.bench import validate
-
-        report = validate.run(repeats or 3)
-    elif name == "fleet":
-        from fedray.bench import fleet
-
-        report = fleet.run(repeats or 3)
-    else:
+    if name not in NAMES:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(NAMES)}")
+    module = import_module(f"fedray.bench.{name.replace('-', '_')}")
+    kwargs: dict[str, Any] = {}
+    if name == "overhead":
+        kwargs["device"] = device
+    if name == "scale" and clients:
+        kwargs["clients"] = tuple(clients)
+    report = module.run(repeats or DEFAULT_REPEATS.get(name, 3), **kwargs)
     write_json(json_out, report)
     return report

@@ -77,11 +77,12 @@ def run_rounds(state: ServerState, ctx: RoundContext, fleet: Fleet, evaluate: Ev
                       ctx.group_of.get, round=record.round)
         row = record.row(ctx.method) | {"time/round_s": time.perf_counter() - start}
         if ctx.evaluates(record.round):
+            start = time.perf_counter()
             try:
                 metrics = evaluate(state.tensors, plan.stage)
             except NonFiniteError as err:  # evaluation names the tower and held-out rows; the round is known here
                 raise err.located(round=record.round) from None
-            row |= metrics
+            row |= metrics | {"time/eval_s": time.perf_counter() - start}
         yield RoundDone(row | {"time/elapsed_s": time.perf_counter() - t0}, [_client_line(c) for c in record.clients])
         if checkpoint_every and state.rounds_done % checkpoint_every == 0:
             yield Checkpoint(state)

@@ -7,29 +7,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from fedray.cli import main
-from fedray.client import ClientHost
-from fedray.plan import plan_run
-from fedray.server import InProcessFleet, build_server, plan_round, run_rounds
+from fedray.server import InProcessFleet, plan_round, run_rounds
 from fedray.server.rounds import exchanged
 from fedray.training.finite import NonFiniteError
 
 TINY = ["run", "--preset", "tiny", "--set", "runtime.backend=local"]
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def _server(cfg):
-    plan = plan_run(cfg)
-    hosts = [ClientHost(cfg, plan.info, plan.host_rows(h), threads=1) for h in range(len(plan.hosts))]
-    return (InProcessFleet(hosts), *build_server(plan))
 
 
 def test_a_nan_loss_stops_the_run_naming_round_and_client(tmp_path, capsys, one_thread):
@@ -45,10 +29,10 @@ def test_a_nan_loss_stops_the_run_naming_round_and_client(tmp_path, capsys, one_
     assert not any((out / name).exists() for name in ("summary.json", "model.safetensors", "towers", "metrics.jsonl"))
 
 
-def test_a_nan_update_with_a_finite_loss_never_reaches_the_sum(tiny, one_thread):
+def test_a_nan_update_with_a_finite_loss_never_reaches_the_sum(tiny, in_process_server):
     """A NaN BatchNorm statistic in the payload: training mode normalises with batch statistics, so the loss stays
     finite, but the running variance the client sends back is NaN."""
-    fleet, ctx, _, state = _server(tiny("runtime.backend=local", "model.head.kind=paper"))
+    fleet, ctx, _, state = in_process_server(tiny("runtime.backend=local", "model.head.kind=paper"))
     plan = plan_round(state, ctx)
     payload = exchanged(state, plan, ctx)
     name = next(n for n in sorted(payload) if n.endswith("running_var"))
@@ -80,8 +64,8 @@ class Overflows(InProcessFleet):
         return results
 
 
-def test_a_global_model_that_overflows_stops_the_run_naming_the_round_and_tensor(tiny, one_thread):
-    fleet, ctx, evaluate, state = _server(tiny("runtime.backend=local", "train.rounds=[2, 0]"))
+def test_a_global_model_that_overflows_stops_the_run_naming_the_round_and_tensor(tiny, in_process_server):
+    fleet, ctx, evaluate, state = in_process_server(tiny("runtime.backend=local", "train.rounds=[2, 0]"))
     name = next(n for n, g in ctx.group_of.items() if g == "text.block.0")
     events = []
 
@@ -94,8 +78,8 @@ def test_a_global_model_that_overflows_stops_the_run_naming_the_round_and_tensor
     assert len(events) == 1  # round 1's row; round 2 never yields a row, a checkpoint or a result
 
 
-def test_a_non_finite_evaluation_is_located_at_its_round(tiny, one_thread):
-    fleet, ctx, _, state = _server(tiny("runtime.backend=local", "train.rounds=[2, 0]"))
+def test_a_non_finite_evaluation_is_located_at_its_round(tiny, in_process_server):
+    fleet, ctx, _, state = in_process_server(tiny("runtime.backend=local", "train.rounds=[2, 0]"))
 
     def evaluate(tensors, stage):  # what fedray.training.evaluate raises on NaN embeddings, without the round
         raise NonFiniteError("evaluation embeddings of the image tower (held-out rows 0..31)", "3 of 64 values non-finite")

@@ -8,13 +8,10 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import pytest
 import torch
 from safetensors.numpy import load_file
 
 from fedray.api import run_experiment
-from fedray.client import ClientHost
-from fedray.plan import plan_run
 from fedray.schedules import stale_groups
 from fedray.server import (
     Checkpoint,
@@ -22,7 +19,6 @@ from fedray.server import (
     InProcessFleet,
     RoundDone,
     apply_round,
-    build_server,
     plan_round,
     run_rounds,
 )
@@ -32,19 +28,6 @@ from fedray.server.state import from_dict
 # lw over 3 stages (3-block towers, one block per stage), 2 clients, one round per stage.
 THREE = ("runtime.backend=local", "train.stages=3", "train.rounds=[1, 1, 1]", "model.towers.image.num_layers=3",
          "model.towers.text.num_layers=3", "data.train_limit=64", "train.batch_size=16", "runtime.torch_threads=1")
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def _server(cfg):
-    plan = plan_run(cfg)
-    hosts = [ClientHost(cfg, plan.info, plan.host_rows(h), threads=1) for h in range(len(plan.hosts))]
-    return (InProcessFleet(hosts), *build_server(plan))
 
 
 class DropsClient(InProcessFleet):
@@ -61,8 +44,8 @@ class DropsClient(InProcessFleet):
         return replace(super().run_round(kept, payload, frozen), lost=(self.client,))
 
 
-def test_a_lost_client_is_not_charged_and_stays_unsynced(tiny, one_thread):
-    fleet, ctx, evaluate, state = _server(tiny(*THREE))
+def test_a_lost_client_is_not_charged_and_stays_unsynced(tiny, in_process_server):
+    fleet, ctx, evaluate, state = in_process_server(tiny(*THREE))
     fleet = DropsClient(fleet, client=1, round_index=1)  # client 1 is lost in stage 2
     events = list(run_rounds(state, ctx, fleet, evaluate, checkpoint_every=1))
     done = [e for e in events if isinstance(e, RoundDone)]
@@ -91,8 +74,8 @@ def test_a_lost_client_is_not_charged_and_stays_unsynced(tiny, one_thread):
     assert [states[2].ledger.stage(s).flops for s in range(3)] == [d.record["res/flops"] for d in done]
 
 
-def test_plan_and_apply_are_pure_and_resume_from_the_state_value(tiny, one_thread):
-    fleet, ctx, evaluate, state = _server(tiny(*THREE))
+def test_plan_and_apply_are_pure_and_resume_from_the_state_value(tiny, in_process_server):
+    fleet, ctx, evaluate, state = in_process_server(tiny(*THREE))
     plan = plan_round(state, ctx)
     assert plan_round(state, ctx) == plan  # the same state plans the same round (cohort, tasks, deliveries)
     assert (plan.round, plan.stage.index, plan.cohort, [t.clients for t in plan.tasks]) == (0, 0, (0, 1), [(0,), (1,)])
@@ -109,10 +92,10 @@ def test_plan_and_apply_are_pure_and_resume_from_the_state_value(tiny, one_threa
     assert plan_round(again, ctx) == plan_round(after, ctx)
 
 
-def test_events_and_run_directory_files(tiny, tmp_path, one_thread):
+def test_events_and_run_directory_files(tiny, tmp_path, in_process_server):
     cfg = tiny("runtime.backend=local", "train.rounds=[2, 1]", "runtime.checkpoint_every=2", "data.num_clients=3",
                "train.participation=0.67", "train.batch_size=16")
-    fleet, ctx, evaluate, state = _server(cfg)
+    fleet, ctx, evaluate, state = in_process_server(cfg)
     kinds = [type(e).__name__ for e in run_rounds(state, ctx, fleet, evaluate, 2)]
     assert kinds == ["RoundDone", "RoundDone", "Checkpoint", "RoundDone", "Finished"]
 
@@ -130,8 +113,8 @@ def test_events_and_run_directory_files(tiny, tmp_path, one_thread):
     assert model.keys() == result.state.keys() and all(np.array_equal(model[n], result.state[n]) for n in model)
 
 
-def test_finished_carries_the_final_state(tiny, one_thread):
-    fleet, ctx, evaluate, state = _server(tiny("runtime.backend=local", "train.eval_every=5"))
+def test_finished_carries_the_final_state(tiny, in_process_server):
+    fleet, ctx, evaluate, state = in_process_server(tiny("runtime.backend=local", "train.eval_every=5"))
     events = list(run_rounds(state, ctx, fleet, evaluate, 0))
     assert not any(isinstance(e, Checkpoint) for e in events)
     end = events[-1]
