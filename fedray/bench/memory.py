@@ -28,9 +28,10 @@ def role(pid: int) -> str:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "gone"
-    if cmd.startswith("ray::ServerActor"):
+    title = cmd.split(" ", 1)[0]  # ray::HostActor.train, or ray::fedray-client-001:HostActor.__init__ while starting
+    if title.startswith("ray::") and "ServerActor" in title:
         return "server actor"
-    if cmd.startswith("ray::HostActor"):
+    if title.startswith("ray::") and "HostActor" in title:
         return "client actors"
     if "fedray.cli" in cmd:
         return "driver (fedray command)"

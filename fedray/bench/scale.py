@@ -48,7 +48,7 @@ def synthetic_dataset(root: str, clients: int = 1000, rows_per_client: int = 33,
     }).replace_schema_metadata({"fedray": json.dumps({"name": "synthetic", "label_names": [str(i) for i in range(10)],
                                                       "modalities": ["image", "text"]})})
     path = Path(root) / "synthetic.parquet"
-    pq.write_table(table, path)
+    pq.write_table(table, path, row_group_size=1024)  # as fedray's converters write: rows are read by row group
     (Path(root) / "tokenizer.json").write_text(tok_src.read_text())
     return str(path)
 

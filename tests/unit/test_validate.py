@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 from fedray.data import DataError, open_dataset
@@ -99,3 +100,22 @@ def test_a_huge_caption_is_cut_before_tokenising_without_changing_its_tokens():
     short_ids, _ = tokenize(info, [text[:16 * 32]], max_length=16)
 
     assert ids.tolist() == short_ids.tolist() and int(mask.sum()) == 16
+
+
+def test_shards_decoded_in_small_chunks_equal_one_pass(monkeypatch):
+    # Clients hold rows scattered over the file (as a Dirichlet partition gives them); decoding them in file order,
+    # 7 rows at a time, must give every client exactly the tensors of one pass over all its rows.
+    from fedray.data import dataset
+    from fedray.data.dataset import load_rows
+
+    info = open_dataset("emoji")
+    rows = np.random.default_rng(0).permutation(1898)[:90]
+    clients = {c: rows[30 * c:30 * c + 30] for c in range(3)}
+    monkeypatch.setattr(dataset, "CHUNK_ROWS", 7)
+
+    shards = load_client_shards(info, clients, 16, caption=1)
+
+    for c, own in clients.items():
+        one_pass = load_rows(info, own, 16, caption=1).tensors
+        assert shards[c].tensors.keys() == one_pass.keys()
+        assert all(torch.equal(shards[c].tensors[k], one_pass[k]) for k in one_pass)
