@@ -68,7 +68,9 @@ def run_on_ray(plan: RunPlan, namespace: str, state: ServerState | None = None) 
     ).remote(plan, namespace, cpus, gpus, state)
     ended = False
     try:
-        for ref in server.run.options(num_returns="streaming").remote():
+        # At most one event ahead of this driver: a round's record is handled here (rows written, on_record: Tune's
+        # report, a test's fault) before the next round starts, and checkpoints do not pile up in the object store.
+        for ref in server.run.options(num_returns="streaming", _generator_backpressure_num_objects=1).remote():
             yield ray.get(ref)
         ended = True
     except ray.exceptions.RayError as err:  # RayTaskError from the loop; ActorDiedError if the actor itself died
