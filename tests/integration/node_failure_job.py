@@ -76,8 +76,9 @@ def main(overrides_file: str, out: str) -> None:
         report: dict = {"nodes": names, "placement": {}, "killed": None}
 
         def kill_a_worker_with_a_client(record: dict) -> None:
-            """Round 1's record reached the driver: the server is in round 2 (stage 2, frozen prefix in use). Kill
-            a worker node that holds a client host, hard (like a machine lost), mid-round."""
+            """Round 1's record reached the driver. The server's stream runs at most one event ahead of the driver
+            (run_on_ray), so round 2 (stage 2: the frozen prefix in use) has not started, however slow this driver:
+            kill a worker node that holds a client host, hard (like a machine lost); round 2 must find it gone."""
             log(f"round {record['round']} recorded")
             if record["round"] != 1:
                 return
