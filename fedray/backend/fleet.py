@@ -35,7 +35,7 @@ class RayFleet:
 
     def __init__(self, plan: RunPlan, namespace: str, cpus: float, gpus: float, metrics: Any = None) -> None:
         rt = plan.cfg.runtime
-        self.actors = start_hosts(plan, namespace, cpus, gpus)  # the driver may have started them already
+        self.actors = start_hosts(plan, namespace, cpus, gpus)
         self.timeout = rt.round_timeout
         self.min_completion = rt.min_completion
         self.retries = rt.client_restarts

@@ -9,7 +9,7 @@ import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fedray.backend.errors import reraise_user_error
-from fedray.backend.fleet import RayFleet, end_actors, start_hosts
+from fedray.backend.fleet import RayFleet, end_actors
 from fedray.backend.metrics import RunMetrics
 from fedray.backend.session import client_resources
 from fedray.plan import RunPlan
@@ -49,7 +49,7 @@ class ServerActor:
 
 
 def run_on_ray(plan: RunPlan, namespace: str, state: ServerState | None = None) -> Iterator[Event]:
-    """Start the client actors and the server actor, and stream the server's events (last: ``Finished``).
+    """Start the server actor (it starts the client actors), and stream its events (last: ``Finished``).
 
     ``plan`` is packed already; ``state``: a checkpoint's server state to continue from.
     """
@@ -58,14 +58,19 @@ def run_on_ray(plan: RunPlan, namespace: str, state: ServerState | None = None) 
     in_group = ray.util.get_current_placement_group() is not None
     node = ray.get_runtime_context().get_node_id()
     cpus, gpus = client_resources(plan.cfg.runtime, len(plan.hosts))  # fails here, before any actor starts
-    hosts = start_hosts(plan, namespace, cpus, gpus)  # client imports overlap the server's start-up
+    # The server is pinned to this node and starts the client actors itself, so it is placed before them: client
+    # actors started first may take this node's CPUs (Ray's default scheduling prefers the caller's node), and the
+    # pinned server then waits forever for a place (seen on a multi-node cluster; tests/integration/
+    # test_node_failure.py). Its own death ends the client actors it owns.
     server = ray.remote(ServerActor).options(
         name="fedray-server", namespace=namespace, num_cpus=plan.cfg.runtime.server_cpus, num_gpus=0,
         scheduling_strategy=None if in_group else NodeAffinitySchedulingStrategy(node, soft=False),
     ).remote(plan, namespace, cpus, gpus, state)
     ended = False
     try:
-        for ref in server.run.options(num_returns="streaming").remote():
+        # At most one event ahead of this driver: a round's record is handled here (rows written, on_record: Tune's
+        # report, a test's fault) before the next round starts, and checkpoints do not pile up in the object store.
+        for ref in server.run.options(num_returns="streaming", _generator_backpressure_num_objects=1).remote():
             yield ray.get(ref)
         ended = True
     except ray.exceptions.RayError as err:  # RayTaskError from the loop; ActorDiedError if the actor itself died
@@ -76,7 +81,5 @@ def run_on_ray(plan: RunPlan, namespace: str, state: ServerState | None = None) 
     finally:
         if ended:  # the server's fleet.close() has ended the hosts; the server ends the same clean way
             end_actors([server])
-        else:  # an error or an interrupt: stop everything now
+        else:  # an error or an interrupt: stop everything now (the client actors end with their owner)
             ray.kill(server)
-            for actor in hosts:
-                ray.kill(actor)
