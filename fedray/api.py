@@ -18,6 +18,7 @@ from fedray.config import ConfigError, ExperimentConfig, dump_yaml
 from fedray.config.loader import build
 from fedray.data import open_dataset
 from fedray.data.fingerprint import compare, fingerprint
+from fedray.interrupt import named
 from fedray.model.export import export_run
 from fedray.model.pretrained import checkpoint_inputs
 from fedray.plan import RunPlan, local_cpus, pack_hosts, plan_data
@@ -149,7 +150,10 @@ def _execute(plan: RunPlan, run_dir: RunDir, rows: list[dict[str, Any]], state: 
         # one save_pretrained directory per tower (AutoModel.from_pretrained loads it), local or s3://
         run_dir.write_tree("towers", lambda path: export_run(cfg, plan.info, final.tensors, path))
     except BaseException as err:
-        run_dir.write_text("FAILED", f"{type(err).__name__}: {err}\n")
+        cause = named(err)  # a SIGTERM that Ray re-raised as a plain KeyboardInterrupt keeps its name
+        run_dir.write_text("FAILED", f"{type(cause).__name__}: {cause}\n")
+        if cause is not err:
+            raise cause from None
         raise
     spent = final.ledger.total
     summary = {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fedray import __version__
 from fedray.bench import NAMES as BENCHES
 from fedray.config import ConfigError, ExperimentConfig, load_config, preset_names
-from fedray.interrupt import Interrupted, sigterm_raises
+from fedray.interrupt import Interrupted, named, sigterm_raises
 from fedray.schedules import METHODS
 
 if TYPE_CHECKING:
@@ -298,10 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     except _run_errors() as err:  # carries the failing client's id and traceback
         print(f"fedray: error: {err}", file=sys.stderr)
         return 1
-    except Interrupted as err:
-        print(f"fedray: {err}; a run keeps its last checkpoint (fedray run --resume RUN_DIR)", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or a SIGTERM (Interrupted), also one Ray re-raised as Ctrl-C
+        cause = named(err)
+        if isinstance(cause, Interrupted):
+            print(f"fedray: {cause}; a run keeps its last checkpoint (fedray run --resume RUN_DIR)", file=sys.stderr)
+            return cause.exit_code
         print("fedray: interrupted; a run keeps its last checkpoint (fedray run --resume RUN_DIR)", file=sys.stderr)
         return 130
     return 0

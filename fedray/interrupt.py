@@ -25,6 +25,18 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = 128 + signum  # the shell's convention for a signal's death
 
 
+_seen: list[int] = []  # signals the handler below raised as Interrupted in this process
+
+
+def named(err: BaseException) -> BaseException:
+    """``err``, or the :class:`Interrupted` it stands for. A signal that arrives while the main thread is blocked in
+    Ray (``ray.get``, a streaming generator) runs the handler inside Ray's C++ wait, and Ray re-raises what it raised
+    as a plain ``KeyboardInterrupt``: without this the signal's name and exit code would be lost (exit 130)."""
+    if type(err) is KeyboardInterrupt and _seen:
+        return Interrupted(_seen[-1])
+    return err
+
+
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Within the block, the first SIGTERM raises :class:`Interrupted` in the main thread; a second one
@@ -35,9 +47,11 @@ def sigterm_raises() -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _seen.append(signum)
         raise Interrupted(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
+    _seen.clear()
     try:
         yield
     finally:

@@ -133,3 +133,22 @@ def test_sigterm_handler_is_scoped_and_survives_ray_init_style_replacement():
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
         assert err.value.exit_code == 143
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_sigterm_that_a_library_reraises_as_ctrl_c_keeps_its_name_and_exit_code():
+    # Ray runs Python's signal handlers inside its blocking C++ waits and re-raises what they raised as a plain
+    # KeyboardInterrupt; the CLI and the run directory must still say SIGTERM (exit 143), not Ctrl-C (130).
+    from fedray.interrupt import Interrupted, named, sigterm_raises
+
+    with sigterm_raises():
+        with pytest.raises(KeyboardInterrupt) as err:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler raises Interrupted before the next line
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt() from None  # what Ray does with it
+        assert type(err.value) is KeyboardInterrupt
+        cause = named(err.value)
+        assert isinstance(cause, Interrupted) and cause.exit_code == 143 and str(cause) == "terminated by SIGTERM"
+    with sigterm_raises():  # a new command: a Ctrl-C is a Ctrl-C
+        ctrl_c = KeyboardInterrupt()
+        assert named(ctrl_c) is ctrl_c
