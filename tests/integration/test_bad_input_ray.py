@@ -72,7 +72,7 @@ class Server:
         import ray
 
         host = ray.remote(Host).options(num_cpus=0.1).remote(path, {0: [0, 1, 2], 1: [6, 7, 8]}, True)
-        return ray.get(host.ready.remote(), timeout=120)
+        return ray.get(host.ready.remote(), timeout=600)
 
 
 @pytest.mark.parametrize("defer", [False, True], ids=["constructor raises", "ready() raises"])
@@ -81,7 +81,7 @@ def test_a_bad_row_decoded_in_an_actor_reaches_the_user_as_one_line_naming_the_c
     host = ray.remote(Host).options(num_cpus=0.1, max_restarts=0).remote(bad_set, {0: [0, 1, 2], 3: [6, 7, 8]}, defer)
 
     with pytest.raises(ray.exceptions.RayError) as info:
-        ray.get(host.ready.remote(), timeout=120)
+        ray.get(host.ready.remote(), timeout=600)
     with pytest.raises(DataError) as unwrapped:
         reraise_user_error(info.value)
 
@@ -99,9 +99,9 @@ def test_errors_cross_two_actor_hops_and_non_finite_losses_keep_round_and_client
     host = ray.remote(Host).options(num_cpus=0.1).remote(bad_set, {0: [0, 1]})
 
     with pytest.raises(ray.exceptions.RayTaskError) as hop2:
-        ray.get(server.run.remote(bad_set), timeout=120)
+        ray.get(server.run.remote(bad_set), timeout=600)
     with pytest.raises(ray.exceptions.RayTaskError) as nan:
-        ray.get(host.diverge.remote(4), timeout=120)
+        ray.get(host.diverge.remote(4), timeout=600)
 
     assert str(user_error(hop2.value)).startswith("client 1: dataset file")
     err = user_error(nan.value)

@@ -29,11 +29,11 @@ def test_frozen_values_are_put_once_per_stage_and_loaded_once_per_host(ray_local
         loads = []
         for event in events:
             if isinstance(event, RoundDone) and event.record["round"] == 4:  # stage 3 has started
-                loads = [ray_local.get(a.frozen_loads.remote(), timeout=60) for a in fleet.actors]
+                loads = [ray_local.get(a.frozen_loads.remote(), timeout=600) for a in fleet.actors]
                 ray_local.kill(fleet.actors[1], no_restart=False)  # a restarted host holds no frozen values
             if isinstance(event, Finished):
                 final = event.outcome.state
-        after = [ray_local.get(a.frozen_loads.remote(), timeout=60) for a in fleet.actors]
+        after = [ray_local.get(a.frozen_loads.remote(), timeout=600) for a in fleet.actors]
     finally:
         fleet.close()
 

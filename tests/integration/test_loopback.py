@@ -53,7 +53,7 @@ with ray_session(cfg.runtime):
             return os.getpid()
 
     actor = Echo.remote()
-    actor_pid = ray.get(actor.pid.remote(), timeout=120)
+    actor_pid = ray.get(actor.pid.remote(), timeout=600)
     time.sleep(1)  # agents bind their ports right after registering
     print("RESULT", json.dumps({"node_ip": ray.util.get_node_ip_address(), "actor_pid": actor_pid,
                                 "sockets": listening()}))
