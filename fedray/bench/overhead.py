@@ -104,7 +104,10 @@ def bare_rounds(cfg: ExperimentConfig, procs: int, threads: int, device: str = "
         return out
     finally:
         for pipe in pipes:
-            pipe.send(None)
+            try:
+                pipe.send(None)
+            except OSError:  # that worker is gone already: the error being raised says why
+                pass
         for w in workers:
             w.join(timeout=30)
             if w.is_alive():

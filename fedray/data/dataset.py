@@ -284,8 +284,8 @@ def load_client_shards(info: DatasetInfo, rows: dict[int, np.ndarray], max_lengt
 
     Rows are decoded in file order, ``CHUNK_ROWS`` at a time, into tensors allocated once: a host's peak memory is
     its decoded shards plus one chunk's Arrow table, strings and tokenizer output, not all of them at once (5,000
-    clients of 33 rows per host: 0.75 GB per host instead of 1.4–1.5 GB). A bad row is a DataError that also names the client holding it
-    (``client 3: dataset file X, row 7 ...``).
+    clients of 33 rows per host: 0.75 GB per host instead of 1.4-1.5 GB). A bad row is a DataError that also names
+    the client holding it (``client 3: dataset file X, row 7 ...``).
     """
     clients = sorted(rows)
     if not clients:
