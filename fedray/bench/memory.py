@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def measure(args: list[str], out: str) -> dict[str, Any]:
                 for pid, value in rss.items():
                     roles[role(pid)] = roles.get(role(pid), 0) + value
                 peak.update(total=sum(rss.values()), roles=roles, processes=len(rss))
-            threading.Event().wait(0.2)
+            time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -31,6 +31,7 @@ from fedray.model import build_model
 from fedray.packing import pack_clients
 from fedray.plan import plan_run
 from fedray.schedules import build_schedule
+from fedray.server.rounds import cohort_size
 from fedray.training import combine, weighted_mean
 
 
@@ -81,12 +82,13 @@ def bare_rounds(cfg: ExperimentConfig, procs: int, threads: int, device: str = "
         for pipe in pipes:
             pipe.recv()  # start-up is not part of a round
         glob = build_model(cfg.model, {m: plan.info.inputs for m in cfg.model.towers}, cfg.train.seed)
-        k = max(1, min(len(plan.client_rows), round(cfg.train.participation * len(plan.client_rows))))
+        k = cohort_size(len(plan.client_rows), cfg.train.participation)
         rng = np.random.default_rng(cfg.train.seed)
         out, round_idx = [], 0
         for spec in build_schedule(cfg):
             glob.set_depths(spec.depths)
             frozen = FrozenValues(spec.index, to_numpy(glob.state(spec.frozen))) if spec.frozen else None
+            holding: set[int] = set()  # hosts that hold this stage's frozen values
             for r in range(spec.rounds):
                 start = now()
                 cohort = {int(c) for c in rng.choice(len(plan.client_rows), k, replace=False)}
@@ -95,7 +97,9 @@ def bare_rounds(cfg: ExperimentConfig, procs: int, threads: int, device: str = "
                 for h, (pipe, members) in enumerate(zip(pipes, packs)):
                     mine = tuple(sorted(cohort.intersection(members)))
                     if mine:
-                        pipe.send((RoundTask(h, round_idx, spec, mine), payload, frozen))
+                        # a stage's frozen values travel once per host, as fedray delivers them (the host keeps them)
+                        pipe.send((RoundTask(h, round_idx, spec, mine), payload, None if h in holding else frozen))
+                        holding.add(h)
                         busy.append(pipe)
                 mean = weighted_mean(combine([pipe.recv() for pipe in busy]), payload)
                 load_state(glob, mean)
