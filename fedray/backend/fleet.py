@@ -22,7 +22,8 @@ log = logging.getLogger("fedray")
 
 
 class RayFleet:
-    """One actor per client host, created once per run and kept for every round.
+    """One actor per client host, created once per run and kept for every round (started on creation; ``wait_ready``
+    waits for them).
 
     Faults: an actor that dies is restarted by Ray (``runtime.client_restarts``; its constructor decodes
     the shard again). The round completes once ``runtime.min_completion`` of the cohort returned, retrying
@@ -43,6 +44,10 @@ class RayFleet:
         self._trained: set[int] = set()  # hosts that trained at least once (a fresh one then restarted)
         self._frozen: list[Any] = []  # [stage, ref] of the frozen values in the object store
         self.frozen_puts = 0
+
+    def wait_ready(self) -> RayFleet:
+        """Wait until every host has decoded its shard and built its model. The actors start in ``__init__``, so
+        the caller can build its own parts while they start (the server: its model and held-out rows)."""
         ready = [a.ready.remote() for a in self.actors]
         done, pending = ray.wait(ready, num_returns=len(ready), timeout=max(self.timeout, 120.0))
         if pending:
@@ -50,6 +55,7 @@ class RayFleet:
                                "is the cluster big enough for runtime.client_cpus / client_gpus?")
         for host, ref in enumerate(ready):
             self._started(host, ref)
+        return self
 
     def _started(self, host: int, ready: Any) -> None:
         """Wait for host ``host`` to be ready. One that dies while starting (killed for memory, its node lost) is

@@ -26,8 +26,9 @@ class ServerActor:
         self.error: Exception | None = None
         try:
             self.metrics = RunMetrics(plan.cfg.name, plan.cfg.train.method, run_id=namespace)
-            self.fleet = RayFleet(plan, namespace, cpus, gpus, self.metrics)
-            self.ctx, self.evaluate, initial = build_server(plan)
+            self.fleet = RayFleet(plan, namespace, cpus, gpus, self.metrics)  # client actors start ...
+            self.ctx, self.evaluate, initial = build_server(plan)  # ... while this process builds its own model
+            self.fleet.wait_ready()
             self.state = state or initial
         except Exception as err:  # noqa: BLE001 - re-raised by run(), whole
             # Ray keeps only the text of a constructor's error (ActorDiedError); a method's error travels as the

@@ -14,14 +14,14 @@ from fedray.api import run_experiment
 
 def test_packing_does_not_change_results_on_ray(ray_local, tiny, tmp_path):
     base = ("data.num_clients=3", "runtime.torch_threads=1")
-    ray_states = [run_experiment(tiny(*base, f"runtime.clients_per_actor={k}"), str(tmp_path / f"ray{k}"),
-                                 progress=lambda _: None).state for k in (1, 3)]
+    # All three clients in one actor (one per actor, and 2 + 1, run in test_fedavg_reference_ray.py).
+    packed = run_experiment(tiny(*base, "runtime.clients_per_actor=3"), str(tmp_path / "ray3"),
+                            progress=lambda _: None).state
     threads = torch.get_num_threads()
     try:
         local = run_experiment(tiny(*base, "runtime.backend=local"), str(tmp_path / "local"),
                                progress=lambda _: None).state
     finally:
         torch.set_num_threads(threads)
-    for name, value in local.items():
-        assert np.array_equal(ray_states[0][name], value), name
-        assert np.array_equal(ray_states[1][name], value), name
+    assert packed.keys() == local.keys()
+    assert [name for name, value in local.items() if not np.array_equal(packed[name], value)] == []

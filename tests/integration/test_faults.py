@@ -49,6 +49,28 @@ def test_killed_client_actor_is_restarted_and_the_run_finishes(ray_local, tiny, 
         assert np.array_equal(value, result.state[name]), name
 
 
+def test_a_host_killed_while_the_fleet_starts_is_restarted_and_trains(ray_local):
+    """A client actor that dies while the fleet is being built (killed for memory, its node lost) is treated like
+    one that dies later: Ray restarts it, the fleet waits for it, and its first round has every client."""
+    from ray._private.state import actors as actor_table  # the GCS's view: restarts, without the dashboard
+
+    plan = plan_run(load_config(preset="tiny", overrides=["runtime.torch_threads=1", "runtime.client_cpus=0.5"]))
+    fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0)  # their processes take seconds to start
+    ids = [a._actor_id.hex() for a in fleet.actors]
+    try:
+        ray_local.kill(fleet.actors[1], no_restart=False)  # uncleanly, while it starts
+        fleet.wait_ready()
+        ctx, _, state = build_server(plan)
+        spec = ctx.schedule[0]
+        payload = {n: state.tensors[n] for n in ctx.names(spec.exchanged)}
+        round_ = fleet.run_round([RoundTask(0, 0, spec, (0,)), RoundTask(1, 0, spec, (1,))], payload, None)
+    finally:
+        fleet.close()
+
+    assert [r.host for r in round_.results] == [0, 1] and round_.lost == ()
+    assert [actor_table(i)["NumRestarts"] for i in ids] == [0, 1]
+
+
 def gate(ray):
     """A signal the test controls: ``wait()`` resolves once ``open()`` was called. A host actor task that
     takes ``gate.wait.remote()`` as its argument holds every later task of that actor (actor tasks from one
@@ -73,7 +95,7 @@ def gate(ray):
 def fleet(ray_local):
     """One 2-host fleet for the tests below (the last one kills host 1 for good)."""
     plan = plan_run(load_config(preset="tiny", overrides=["runtime.torch_threads=1", "runtime.client_cpus=0.5"]))
-    fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0)
+    fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0).wait_ready()
     ctx, _, state = build_server(plan)
     spec = ctx.schedule[0]
     payload = {n: state.tensors[n] for n in ctx.names(spec.exchanged)}

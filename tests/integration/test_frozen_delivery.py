@@ -22,7 +22,7 @@ OVERRIDES = ["train.stages=3", "train.rounds=[1, 2, 2]", "model.towers.image.num
 def test_frozen_values_are_put_once_per_stage_and_loaded_once_per_host(ray_local, tiny, tmp_path):
     cfg = tiny(*OVERRIDES)
     plan = plan_run(cfg, 2.0)
-    fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0)
+    fleet = RayFleet(plan, f"fedray-test-{uuid.uuid4().hex[:6]}", 0.5, 0.0).wait_ready()
     try:
         ctx, evaluate, state = build_server(plan)
         events = run_rounds(state, ctx, fleet, evaluate, checkpoint_every=0)
